@@ -1,0 +1,80 @@
+"""Composition root: builds the database, live state, services and adapters of one running panel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fabpanel.boards.embedded import EmbeddedBroker
+from fabpanel.boards.gateway import BoardGateway
+from fabpanel.db import migrate
+from fabpanel.db.engine import create_engine
+from fabpanel.db.writer import GroupWriter
+from fabpanel.live.state import LiveState
+from fabpanel.services.boards import BoardService
+from fabpanel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 5.0
+
+
+class Panel:
+    """Everything one fabpanel process runs, minus the web pages (which are registered on top)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.live = LiveState()
+        self.engine: AsyncEngine | None = None
+        self.writer: GroupWriter | None = None
+        self.boards: BoardService | None = None
+        self.gateway: BoardGateway | None = None
+        self.broker: EmbeddedBroker | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started = asyncio.Event()
+
+    async def start(self, *, gateway: bool = True) -> None:
+        s = self.settings
+        self.engine = create_engine(s.database.url)
+        await migrate.upgrade(self.engine, s.database.url)
+        self.writer = GroupWriter(self.engine)
+        self.writer.start()
+        self.boards = BoardService(self.engine, self.writer, self.live)
+        await self.boards.load()
+        if gateway:
+            if s.mqtt.embedded:
+                self.broker = EmbeddedBroker(s.mqtt.port)
+                await self.broker.start()
+            self.gateway = BoardGateway(s.mqtt, self.boards, self.live)
+            self._tasks.append(asyncio.create_task(self.gateway.run(), name='board-gateway'))
+        self._tasks.append(asyncio.create_task(self._sweep(), name='offline-sweep'))
+        self.started.set()
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.boards is not None:
+            await self.boards.settle()
+            with suppress(Exception):
+                await self.boards.flush_last_seen()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            self.live.sweep_offline()

@@ -1,0 +1,240 @@
+"""The board gateway: one MQTT connection that answers every Fab-O-Matic board exactly once, in time.
+
+Work for different machines runs concurrently (one worker per machine with pending messages); work for one
+machine stays in order. Messages that waited at the broker while the panel was away are applied but not
+answered (spec 13.7): they arrive before a marker the gateway publishes to itself right after subscribing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+
+from fabpanel.core.protocol import MalformedMessage, encode, parse_payload, parse_topic
+from fabpanel.live.state import LiveState
+from fabpanel.services.boards import BoardService
+from fabpanel.settings import MqttSettings
+
+from .ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+# A board waits 2 s for its answer and then takes the next message on its reply topic as the answer to
+# whatever it asks next: a late answer is worse than none.
+REPLY_DEADLINE_S = 1.5
+MARKER_TIMEOUT_S = 3.0
+STATS_EVERY_S = 5.0
+
+
+class BoardGateway:
+    def __init__(self, settings: MqttSettings, service: BoardService, live: LiveState) -> None:
+        self.settings = settings
+        self.service = service
+        self.live = live
+        self.health = live.gateway
+        self.health.broker = f'{settings.host}:{settings.port}'
+        self._client: aiomqtt.Client | None = None
+        self._queues: dict[int, deque[tuple[bytes, float, bool]]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._draining = True
+        self._marker = ''
+        self._drops = RateLimitedLog(log)
+        self._stop = asyncio.Event()
+        self.connections = 0
+        self._host = ('', '')
+
+    @property
+    def marker_topic(self) -> str:
+        return f'fabpanel/{self.settings.client_id}/marker'
+
+    # ---- connection --------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Keep a persistent session with the broker, reconnecting with backoff, until stopped."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                async with aiomqtt.Client(
+                    hostname=self.settings.host, port=self.settings.port, identifier=self.settings.client_id,
+                    clean_session=False, keepalive=self.settings.keepalive,
+                    username=self.settings.user or None, password=self.settings.password or None,
+                    max_queued_incoming_messages=0, timeout=10,
+                ) as client:
+                    self._client = client
+                    self.connections += 1
+                    backoff = 0.5
+                    await self._session(client)
+            except aiomqtt.MqttError as e:
+                if self.health.connected or self.health.last_error != str(e):
+                    log.warning('broker %s unreachable: %s (retrying)', self.health.broker, e)
+                self.health.last_error = str(e)
+            finally:
+                self._client = None
+                if self.health.connected:
+                    self.health.connected = False
+            if self._stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, 15.0)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in list(self._workers.values()):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        root = self.settings.topic
+        self._draining = True
+        self._marker = secrets.token_hex(8)
+        await client.subscribe(f'{root}/+', qos=1)
+        await client.subscribe(self.marker_topic, qos=1)
+        await client.publish(self.marker_topic, self._marker, qos=1)
+        self.health.connected = True
+        self.health.last_error = ''
+        log.info('connected to broker %s as %s', self.health.broker, self.settings.client_id)
+        stats = asyncio.create_task(self._stats(client))
+        drain_timeout = asyncio.get_running_loop().call_later(MARKER_TIMEOUT_S, self._end_drain, 'timeout')
+        try:
+            async for message in client.messages:
+                if self._stop.is_set():
+                    break
+                self._receive(message)
+        finally:
+            drain_timeout.cancel()
+            stats.cancel()
+
+    def _end_drain(self, why: str) -> None:
+        if self._draining:
+            self._draining = False
+            if why != 'marker':
+                log.warning('no marker back from the broker within %.0f s; answering all messages', MARKER_TIMEOUT_S)
+
+    # ---- receiving -----------------------------------------------------------------------------------------------
+    def _receive(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        if topic == self.marker_topic:
+            if message.payload == self._marker.encode():
+                self._end_drain('marker')
+            return
+        self.health.received += 1
+        if message.retain:
+            # boards never retain; a retained message is stale and would come back at every reconnect
+            self._drop('retained message ignored', topic)
+            return
+        try:
+            machine_id = parse_topic(topic, self.settings.topic)
+        except MalformedMessage as e:
+            self._drop('bad topic', str(e))
+            return
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        queue = self._queues.get(machine_id)
+        if queue is None:
+            queue = self._queues[machine_id] = deque()
+        queue.append((payload, asyncio.get_running_loop().time(), self._draining))
+        self.health.backlog += 1
+        if machine_id not in self._workers:
+            self._workers[machine_id] = asyncio.create_task(self._work(machine_id), name=f'board-{machine_id}')
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.health.malformed += 1
+        self._drops.warning(reason, detail)
+
+    async def _work(self, machine_id: int) -> None:
+        queue = self._queues[machine_id]
+        try:
+            while queue:
+                payload, received, waited = queue.popleft()
+                self.health.backlog -= 1
+                await self._handle(machine_id, payload, received, waited)
+        finally:
+            del self._workers[machine_id]
+            if not queue:
+                self._queues.pop(machine_id, None)
+            else:  # a message arrived while finishing: keep going in a new worker
+                self._workers[machine_id] = asyncio.create_task(self._work(machine_id), name=f'board-{machine_id}')
+
+    async def _handle(self, machine_id: int, payload: bytes, received: float, waited: bool) -> None:
+        try:
+            msg = parse_payload(machine_id, payload)
+        except MalformedMessage as e:
+            self._drop('malformed message', f'machine {machine_id}: {e}')
+            return
+        now = datetime.now(UTC)
+        try:
+            reply = await self.service.handle(msg, now)
+        except Exception as e:
+            self.health.errors += 1
+            self._drops.warning('error handling a board message', f'{msg.action} on machine {machine_id}: {e!r}')
+            log.debug('board message failed', exc_info=True)
+            reply = self.service.error_reply(msg)
+        self.health.processed += 1
+        self.health.last_processed_at = now
+        if reply is None:
+            return
+        if waited:
+            self.health.waited += 1
+            return
+        if asyncio.get_running_loop().time() - received > REPLY_DEADLINE_S:
+            self.health.late += 1
+            self._drops.warning('answer too late, not sent', f'machine {machine_id} {msg.action}')
+            return
+        await self._publish(f'{self.settings.topic}/{machine_id}{self.settings.reply_subtopic}', encode(reply))
+        self.health.replied += 1
+
+    async def _publish(self, topic: str, payload: bytes) -> bool:
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=0)
+            return True
+        except aiomqtt.MqttError as e:
+            self._drops.warning('publish failed', str(e))
+            return False
+
+    # ---- panel -> board --------------------------------------------------------------------------------------
+    async def send_command(self, machine_id: int, request_type: str, uid: str) -> bool:
+        """Remote `start` / `stop` on a board (spec section 6). Callers check who may ask."""
+        if request_type not in ('start', 'stop'):
+            raise ValueError(f'unknown board command {request_type!r}')
+        payload = json.dumps({'request_type': request_type, 'uid': uid}).encode()
+        return await self._publish(f'{self.settings.topic}/{machine_id}{self.settings.request_subtopic}', payload)
+
+    def stats(self) -> dict[str, Any]:
+        return {'Connected': self.health.connected, 'Backend host': self._host[0], 'Backend IP': self._host[1],
+                'Received': self.health.received, 'Sent': self.health.replied,
+                'Processed': self.health.processed, 'Malformed': self.health.malformed,
+                'Errors': self.health.errors, 'Late': self.health.late, 'Backlog': self.health.backlog}
+
+    async def _stats(self, client: aiomqtt.Client) -> None:
+        topic = f'{self.settings.stats_topic}/{self.settings.client_id}'
+        if not self._host[0]:
+            host = socket.gethostname()
+            self._host = (host, await asyncio.to_thread(_ip_of, host))  # name look-ups may block
+        while True:
+            await asyncio.sleep(STATS_EVERY_S)
+            await self._publish(topic, json.dumps(self.stats()).encode())
+            try:
+                await self.service.flush_last_seen()
+            except Exception as e:
+                self._drops.warning('saving last-seen times failed', repr(e))
+
+
+def _ip_of(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return ''

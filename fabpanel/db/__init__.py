@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, async engine, migrations and the queries the services need."""

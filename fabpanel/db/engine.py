@@ -1,0 +1,64 @@
+"""Async engine creation: maps plain database URLs to their async drivers and tunes SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`; `postgresql://` -> `postgresql+asyncpg://`."""
+    if url.startswith('postgres://'):
+        url = 'postgresql://' + url[len('postgres://'):]
+    u = make_url(url)
+    if u.drivername == 'sqlite':
+        u = u.set(drivername='sqlite+aiosqlite')
+    elif u.drivername in ('postgresql', 'postgresql+psycopg2', 'postgresql+psycopg'):
+        u = u.set(drivername='postgresql+asyncpg')
+    return u.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The URL alembic's offline tools and reports show: driver part removed."""
+    u = make_url(async_url(url))
+    return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(async_url(url)).get_backend_name() == 'sqlite'
+
+
+def sqlite_path(url: str) -> Path | None:
+    u = make_url(async_url(url))
+    if u.get_backend_name() != 'sqlite' or not u.database or u.database == ':memory:':
+        return None
+    return Path(u.database)
+
+
+def create_engine(url: str, echo: bool = False) -> AsyncEngine:
+    url = async_url(url)
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={'timeout': 30})
+
+        @event.listens_for(engine.sync_engine, 'connect')
+        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute('PRAGMA journal_mode=WAL')
+            cur.execute('PRAGMA synchronous=NORMAL')  # WAL + NORMAL: durable across app crashes, fast commits
+            cur.execute('PRAGMA foreign_keys=ON')
+            cur.execute('PRAGMA busy_timeout=30000')
+            cur.close()
+
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

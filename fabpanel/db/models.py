@@ -1,0 +1,134 @@
+"""Database tables (SQLModel). Times are timezone-aware UTC datetimes throughout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)
+    may_use_all_machines: bool = False
+    may_maintain: bool = False
+    may_administer: bool = False
+    may_approve_prints: bool = False
+    is_default: bool = False
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    first_name: str = Field(max_length=80)
+    last_name: str = Field(default='', max_length=80)
+    email: str | None = Field(default=None, max_length=254, unique=True)
+    language: str = Field(default='', max_length=8)
+    role_id: int = Field(foreign_key='role.id', index=True)
+    disabled: bool = False
+    deleted_at: datetime | None = None
+    password_hash: str | None = Field(default=None, max_length=255)
+    must_change_password: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Card(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True)
+    member_id: int = Field(foreign_key='member.id', index=True)
+    label: str = Field(default='', max_length=80)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MachineType(SQLModel, table=True):
+    __tablename__ = 'machine_type'
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)
+    auto_logoff_minutes: int = 0
+    grace_minutes: int = 2
+    authorization_required: bool = True
+
+
+class Machine(SQLModel, table=True):
+    # the id is the board's machine id (1..65535), chosen by the admin, never generated
+    id: int = Field(primary_key=True, sa_column_kwargs={'autoincrement': False})
+    name: str = Field(max_length=80)
+    type_id: int = Field(foreign_key='machine_type.id', index=True)
+    blocked: bool = False
+    usage_seconds: float = 0.0
+    last_seen: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+class Authorization(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint('member_id', 'machine_id'),)
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key='member.id', index=True)
+    machine_id: int = Field(foreign_key='machine.id', index=True)
+    expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MaintenancePlan(SQLModel, table=True):
+    __tablename__ = 'maintenance_plan'
+    id: int | None = Field(default=None, primary_key=True)
+    machine_id: int = Field(foreign_key='machine.id', index=True)
+    hours_between: float
+    description: str = Field(max_length=200)
+    lcd_text: str = Field(default='', max_length=40)
+    instructions_url: str = Field(default='', max_length=500)
+
+
+class Intervention(SQLModel, table=True):
+    __table_args__ = (sa.Index('ix_intervention_plan_at', 'plan_id', 'at'),)
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key='maintenance_plan.id')
+    machine_id: int = Field(foreign_key='machine.id', index=True)
+    member_id: int | None = Field(default=None, foreign_key='member.id', index=True)
+    at: datetime
+    source: str = Field(default='board', max_length=16)
+    replay: bool = False
+    note: str = Field(default='', max_length=500)
+
+
+class Use(SQLModel, table=True):
+    __table_args__ = (
+        # at most one open use per machine: the database, not memory, keeps replays from opening a second one
+        sa.Index('ux_use_open_per_machine', 'machine_id', unique=True,
+                 sqlite_where=sa.text('"end" IS NULL'), postgresql_where=sa.text('"end" IS NULL')),
+        sa.Index('ix_use_machine_start', 'machine_id', 'start'),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    machine_id: int = Field(foreign_key='machine.id')
+    member_id: int | None = Field(default=None, foreign_key='member.id', index=True)
+    card_uid: str = Field(max_length=32)
+    start: datetime
+    last_seen: datetime
+    end: datetime | None = None
+    duration_s: float | None = None
+    replay: bool = False
+    unauthorized: bool = False
+
+
+class UnknownCard(SQLModel, table=True):
+    __tablename__ = 'unknown_card'
+    __table_args__ = (sa.UniqueConstraint('uid', 'machine_id'),)
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32)
+    machine_id: int = Field(foreign_key='machine.id', index=True)
+    first_seen: datetime
+    last_seen: datetime = Field(index=True)
+    attempts: int = 1
+
+
+class Board(SQLModel, table=True):
+    machine_id: int = Field(foreign_key='machine.id', primary_key=True, sa_column_kwargs={'autoincrement': False})
+    serial: str = Field(default='', max_length=32)
+    ip: str = Field(default='', max_length=64)
+    firmware: str = Field(default='', max_length=120)
+    heap: int = 0
+    last_seen: datetime

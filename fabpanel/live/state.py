@@ -1,0 +1,114 @@
+"""LiveState: one small bindable object per machine, plus the gateway's health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from nicegui.binding import bindable_dataclass
+
+from .events import Events
+
+OFFLINE_AFTER = timedelta(seconds=90)
+
+
+class MachineStatus(StrEnum):
+    FREE = 'free'
+    IN_USE = 'in_use'
+    BLOCKED = 'blocked'
+    MAINTENANCE = 'maintenance'
+    OFFLINE = 'offline'
+
+
+@bindable_dataclass
+class MachineLive:
+    id: int
+    name: str = ''
+    type_name: str = ''
+    blocked: bool = False
+    user_first_name: str = ''  # who is using it now ('' when free)
+    in_use_since: datetime | None = None
+    unauthorized_use: bool = False
+    maintenance_due: bool = False
+    maintenance_text: str = ''
+    last_seen: datetime | None = None
+    online: bool = False
+    usage_hours: float = 0.0
+    status: str = MachineStatus.OFFLINE.value
+
+    def refresh_status(self) -> None:
+        if self.user_first_name or self.in_use_since is not None:
+            status = MachineStatus.IN_USE
+        elif self.blocked:
+            status = MachineStatus.BLOCKED
+        elif self.maintenance_due:
+            status = MachineStatus.MAINTENANCE
+        elif not self.online:
+            status = MachineStatus.OFFLINE
+        else:
+            status = MachineStatus.FREE
+        if self.status != status.value:
+            self.status = status.value
+
+
+@bindable_dataclass
+class GatewayHealth:
+    connected: bool = False
+    broker: str = ''
+    received: int = 0
+    replied: int = 0
+    processed: int = 0
+    malformed: int = 0
+    errors: int = 0
+    late: int = 0  # answers not sent because they would reach the board after it gave up
+    waited: int = 0  # messages that waited at the broker while the panel was away (applied, not answered)
+    backlog: int = 0
+    last_processed_at: datetime | None = None
+    last_error: str = ''
+
+
+@bindable_dataclass
+class BoardInfo:
+    machine_id: int
+    serial: str = ''
+    ip: str = ''
+    firmware: str = ''
+    heap: int = 0
+    last_seen: datetime | None = None
+
+
+class LiveState:
+    def __init__(self) -> None:
+        self.machines: dict[int, MachineLive] = {}
+        self.boards: dict[int, BoardInfo] = {}
+        self.unknown_boards: dict[int, datetime] = {}  # machine ids heard from that the database does not know
+        self.gateway = GatewayHealth()
+        self.events = Events()
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in MachineStatus}
+        for m in self.machines.values():
+            out[m.status] += 1
+        return out
+
+    def mark_seen(self, machine_id: int, now: datetime) -> None:
+        m = self.machines.get(machine_id)
+        if m is None:
+            return
+        m.last_seen = now
+        if not m.online:
+            m.online = True
+            m.refresh_status()
+            self.events.machine_changed.emit(machine_id)
+
+    def sweep_offline(self, now: datetime | None = None) -> list[int]:
+        """Mark boards silent for 90 s as offline; called by one server-wide timer, never per client."""
+        now = now or datetime.now(UTC)
+        gone = []
+        for m in self.machines.values():
+            if m.online and (m.last_seen is None or now - m.last_seen > OFFLINE_AFTER):
+                m.online = False
+                m.refresh_status()
+                gone.append(m.id)
+                self.events.machine_changed.emit(m.id)
+        return gone

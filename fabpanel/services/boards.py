@@ -1,0 +1,262 @@
+"""What the lab's boards ask, answered: card checks, machine state, uses, maintenance, announcements."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fabpanel.core import access, uses
+from fabpanel.core.access import AccessRules, Verdict
+from fabpanel.core.cards import mask_uid
+from fabpanel.core.maintenance import PlanUsage, counts_for_plan, lcd_message
+from fabpanel.core.protocol import INVALID_MACHINE, Action, BoardMessage, simple
+from fabpanel.db import board_store, loaders
+from fabpanel.db.writer import GroupWriter
+from fabpanel.live.state import BoardInfo, LiveState, MachineLive
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_DUPLICATE_WINDOW = timedelta(minutes=10)
+Reply = dict[str, Any]
+
+
+class BoardService:
+    def __init__(self, engine: AsyncEngine, writer: GroupWriter, live: LiveState) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.live = live
+        self.rules = AccessRules()
+        self.uses: dict[int, uses.MachineUses] = {}
+        self.plans: dict[int, list[PlanUsage]] = {}
+        self._seen_dirty: dict[int, datetime] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """(Re)build everything kept in memory from the database."""
+        async with self.engine.connect() as conn:
+            self.rules = await loaders.load_access_rules(conn)
+            self.uses = await loaders.load_machine_uses(conn)
+            self.plans = await loaders.load_plans(conn)
+            machine_rows = await loaders.load_machine_rows(conn)
+            board_rows = await loaders.load_boards(conn)
+        machines: dict[int, MachineLive] = {}
+        for row in machine_rows:
+            old = self.live.machines.get(row.id)
+            m = old or MachineLive(id=row.id)
+            m.name, m.type_name, m.blocked = row.name, row.type_name, row.blocked
+            m.usage_hours = row.usage_seconds / 3600
+            m.last_seen = loaders.aware(row.last_seen) if old is None else old.last_seen
+            machines[row.id] = m
+            self._refresh_machine(m)
+        self.live.machines = machines
+        for row in board_rows:
+            self.live.boards[row.machine_id] = BoardInfo(machine_id=row.machine_id, serial=row.serial, ip=row.ip,
+                                                         firmware=row.firmware, heap=row.heap,
+                                                         last_seen=loaders.aware(row.last_seen))
+        self.live.sweep_offline()
+        self.live.events.machines_reloaded.emit(None)
+
+    async def reload_rules(self) -> None:
+        """After an admin change to members, cards, roles, machines or authorizations."""
+        await self.load()
+
+    def _refresh_machine(self, m: MachineLive) -> None:
+        state = self.uses.get(m.id)
+        o = state.open if state else None
+        if o is not None:
+            member = self.rules.members.get(o.member_id) if o.member_id is not None else None
+            m.user_first_name = member.first_name if member else '?'
+            m.in_use_since = o.start
+            m.unauthorized_use = o.unauthorized
+        else:
+            m.user_first_name, m.in_use_since, m.unauthorized_use = '', None, False
+        plans = self.plans.get(m.id, [])
+        m.maintenance_due = any(p.due for p in plans)
+        m.maintenance_text = next(((p.lcd_text or p.description) for p in plans if p.due), '')
+        rule = self.rules.machines.get(m.id)
+        if rule is not None:
+            m.blocked = rule.blocked
+        m.refresh_status()
+
+    def _changed(self, machine_id: int) -> None:
+        m = self.live.machines.get(machine_id)
+        if m is not None:
+            self._refresh_machine(m)
+        self.live.events.machine_changed.emit(machine_id)
+
+    # ---- the board path --------------------------------------------------------------------------------------
+    async def handle(self, msg: BoardMessage, now: datetime) -> Reply | None:
+        """Apply one board message; returns the reply to send (None for `alive`)."""
+        machine = self.rules.machines.get(msg.machine_id)
+        if machine is None:
+            if msg.action is Action.ALIVE:
+                self.live.unknown_boards[msg.machine_id] = now
+                return None
+            return dict(INVALID_MACHINE)
+        self._seen(msg.machine_id, now)
+        match msg.action:
+            case Action.ALIVE:
+                await self._alive(msg, now)
+                return None
+            case Action.CHECKMACHINE:
+                return self._checkmachine(machine)
+            case Action.CHECKUSER:
+                return await self._checkuser(msg, now)
+            case Action.STARTUSE | Action.INUSE | Action.STOPUSE:
+                return await self._use(msg, now)
+            case Action.MAINTENANCE:
+                return await self._maintenance(msg, now)
+            case Action.SYNCCACHE:
+                return {'request_ok': True, 'cards': access.cache_cards(self.rules, msg.machine_id, now)}
+        return None  # pragma: no cover - Action is exhaustive
+
+    def error_reply(self, msg: BoardMessage) -> Reply | None:
+        """What a board is told when handling its message failed."""
+        if msg.action is Action.ALIVE:
+            return None
+        if msg.action is Action.CHECKUSER:
+            return {'request_ok': False, 'is_valid': False, 'name': '', 'missing_auth': True, 'level': 0}
+        if msg.action is Action.CHECKMACHINE:
+            return {'request_ok': False, 'is_valid': False, 'maintenance': False, 'allowed': False, 'name': '?',
+                    'logoff': 1440, 'type': 0, 'grace': 2, 'description': ''}
+        return simple(False, 'BACKEND EXCEPTION')
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error('background write failed: %s', task.exception())
+
+    async def settle(self) -> None:
+        """Wait for background writes (used at shutdown and by tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _seen(self, machine_id: int, now: datetime) -> None:
+        self._seen_dirty[machine_id] = now
+        self.live.mark_seen(machine_id, now)
+
+    async def flush_last_seen(self) -> None:
+        """Persist machines' last-seen times (kept in memory on the hot path, saved every few seconds)."""
+        seen, self._seen_dirty = self._seen_dirty, {}
+        if seen:
+            await self.writer.write(lambda conn: board_store.save_last_seen(conn, seen))
+
+    async def _alive(self, msg: BoardMessage, now: datetime) -> None:
+        await self.writer.write(lambda conn: board_store.record_board(
+            conn, msg.machine_id, serial=msg.serial, ip=msg.ip, firmware=msg.version, heap=msg.heap, now=now))
+        info = self.live.boards.get(msg.machine_id) or BoardInfo(machine_id=msg.machine_id)
+        info.serial, info.ip, info.firmware, info.heap, info.last_seen = msg.serial, msg.ip, msg.version, msg.heap, now
+        self.live.boards[msg.machine_id] = info
+        self.live.events.board_seen.emit(msg.machine_id)
+
+    def _checkmachine(self, machine: access.MachineRule) -> Reply:
+        plans = self.plans.get(machine.id, [])
+        return {
+            'request_ok': True,
+            'is_valid': True,
+            'maintenance': any(p.due for p in plans),
+            'allowed': not machine.blocked,
+            'name': machine.name[:16],
+            'logoff': machine.auto_logoff_minutes,
+            'type': machine.type_id,
+            'grace': machine.grace_minutes,
+            'description': lcd_message(plans),
+        }
+
+    async def _checkuser(self, msg: BoardMessage, now: datetime) -> Reply:
+        decision = access.decide_card(self.rules, msg.uid, msg.machine_id, now)
+        if decision.verdict is Verdict.UNKNOWN_CARD:
+            # not awaited: the answer does not depend on this row, and a card check never waits on the disk
+            self._background(self.writer.write(
+                lambda conn: board_store.record_unknown_card(conn, msg.uid, msg.machine_id, now)))
+            log.info('unknown card %s on machine %d', mask_uid(msg.uid), msg.machine_id)
+            self.live.events.card_unknown.emit((msg.machine_id, msg.uid))
+        return access.checkuser_reply(decision)
+
+    async def _use(self, msg: BoardMessage, now: datetime) -> Reply:
+        decision = access.decide_card(self.rules, msg.uid, msg.machine_id, now)
+        known = decision.verdict is not Verdict.UNKNOWN_CARD
+        state = self.uses.get(msg.machine_id) or uses.MachineUses()
+        common = {'uid': msg.uid, 'member_id': decision.member_id, 'now': now}
+        if msg.action is Action.STARTUSE:
+            outcome = uses.start_use(state, replay=msg.replay, unauthorized=not decision.allowed, **common)
+            ok_reply = simple(True, '')
+        elif msg.action is Action.INUSE:
+            if not uses.valid_duration(msg.duration):
+                return simple(False, 'inUse')
+            assert msg.duration is not None
+            outcome = uses.in_use(state, duration=msg.duration, unauthorized=not decision.allowed, **common)
+            ok_reply = simple(True, 'inUse')
+        else:
+            outcome = uses.stop_use(state, duration=msg.duration, replay=msg.replay,
+                                    unauthorized=not decision.allowed, **common)
+            ok_reply = simple(True, f'Duration {msg.duration} seconds')
+        if outcome.effects:
+            effects = outcome.effects
+            await self.writer.write(lambda conn: board_store.apply_use_effects(conn, msg.machine_id, effects))
+        self._commit_uses(msg.machine_id, state, outcome)
+        if outcome.state.open is not None and not decision.allowed and state.open != outcome.state.open:
+            log.warning('machine %d used by a card the panel refuses (%s): recorded and flagged', msg.machine_id,
+                        decision.verdict.value)
+        return ok_reply if known else simple(False, 'Invalid card')
+
+    def _commit_uses(self, machine_id: int, before: uses.MachineUses, outcome: uses.Outcome) -> None:
+        self.uses[machine_id] = outcome.state
+        closed = outcome.closed
+        for c in closed:
+            for plan in self.plans.get(machine_id, []):
+                if counts_for_plan(plan, c.start):
+                    plan.used_seconds += c.duration_s
+        m = self.live.machines.get(machine_id)
+        if m is not None and closed:
+            m.usage_hours += sum(c.duration_s for c in closed) / 3600
+        opened_or_closed = (before.open is None) != (outcome.state.open is None) or (
+            before.open is not None and outcome.state.open is not None
+            and before.open.card_uid != outcome.state.open.card_uid)
+        if opened_or_closed or closed:
+            self._changed(machine_id)
+            if closed:
+                self.live.events.use_ended.emit(machine_id)
+            if outcome.state.open is not None and outcome.state.open != before.open and not outcome.duplicate:
+                self.live.events.use_started.emit(machine_id)
+
+    async def _maintenance(self, msg: BoardMessage, now: datetime) -> Reply:
+        member_id = self.rules.cards.get(msg.uid)
+        member = self.rules.members.get(member_id) if member_id is not None else None
+        if member is None:
+            return simple(False, 'Wrong user card')
+        role = self.rules.roles.get(member.role_id)
+        if member.disabled or member.deleted or role is None or not role.may_maintain:
+            return simple(False, 'Not authorized')
+        due = [p for p in self.plans.get(msg.machine_id, []) if p.due]
+        if not due:
+            return simple(True, '')
+        due_ids = [p.plan_id for p in due]
+
+        async def work(conn: AsyncConnection) -> list[int]:
+            # the duplicate check and the insert share one transaction, so a replay racing its original adds nothing
+            recent = await board_store.recent_intervention_plans(conn, msg.machine_id, member.id,
+                                                                 now - MAINTENANCE_DUPLICATE_WINDOW)
+            fresh = [p for p in due_ids if p not in recent]
+            await board_store.record_interventions(conn, msg.machine_id, member.id, fresh, now, msg.replay)
+            return fresh
+
+        recorded = await self.writer.write(work)
+        self.plans[msg.machine_id] = [
+            replace(p, last_intervention=now, used_seconds=0.0) if p.plan_id in due_ids else p
+            for p in self.plans.get(msg.machine_id, [])]
+        if recorded:
+            self.live.events.maintenance_done.emit(msg.machine_id)
+        self._changed(msg.machine_id)
+        return simple(True, '')

@@ -1,0 +1,80 @@
+"""A small known lab for tests: roles, members with cards, machine types, machines, plans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from fabpanel.db.engine import create_engine, session_factory
+from fabpanel.db.migrate import upgrade
+from fabpanel.db.models import (
+    Authorization,
+    Card,
+    Machine,
+    MachineType,
+    MaintenancePlan,
+    Member,
+    Role,
+)
+
+GIULIA = '0a1b2c3d'  # plain member, authorized on machine 1
+MARIO = '11223344'  # maintainer, authorized on 1 and 2
+ANNA = 'aabbccdd'  # staff: may use every machine, may maintain
+DISABLED = 'deadbeef'  # disabled member, authorized on 1
+EXPIRED = '55667788'  # authorization on 1 expired yesterday
+UNKNOWN = 'f00dcafe'
+
+PRINTER, LASER, DRILL, BLOCKED = 1, 2, 3, 4
+
+
+async def seed(session: AsyncSession) -> None:
+    now = datetime.now(UTC)
+    member = Role(id=1, name='Member', is_default=True)
+    maintainer = Role(id=2, name='Maintainer', may_maintain=True)
+    staff = Role(id=3, name='Staff', may_use_all_machines=True, may_maintain=True, may_administer=True,
+                 may_approve_prints=True)
+    printer = MachineType(id=1, name='3D printer', auto_logoff_minutes=480, grace_minutes=2)
+    laser = MachineType(id=2, name='Laser cutter', auto_logoff_minutes=60, grace_minutes=5)
+    free = MachineType(id=3, name='Hand tool', auto_logoff_minutes=0, grace_minutes=0, authorization_required=False)
+    session.add_all([member, maintainer, staff, printer, laser, free])
+    await session.flush()
+    session.add_all([
+        Machine(id=PRINTER, name='Prusa MK4', type_id=1),
+        Machine(id=LASER, name='Laser', type_id=2),
+        Machine(id=DRILL, name='Drill press', type_id=3),
+        Machine(id=BLOCKED, name='Blocked CNC', type_id=1, blocked=True),
+    ])
+    people = [
+        Member(id=1, first_name='Giulia', last_name='Rossi', email='giulia@example.org', role_id=1),
+        Member(id=2, first_name='Mario', last_name='Bianchi', email='mario@example.org', role_id=2),
+        Member(id=3, first_name='Anna', last_name='Verdi', email='anna@example.org', role_id=3),
+        Member(id=4, first_name='Dino', last_name='Neri', email='dino@example.org', role_id=1, disabled=True),
+        Member(id=5, first_name='Elsa', last_name='Gialli', email='elsa@example.org', role_id=1),
+    ]
+    session.add_all(people)
+    await session.flush()
+    session.add_all([Card(uid=GIULIA, member_id=1), Card(uid=MARIO, member_id=2), Card(uid=ANNA, member_id=3),
+                     Card(uid=DISABLED, member_id=4), Card(uid=EXPIRED, member_id=5)])
+    session.add_all([
+        Authorization(member_id=1, machine_id=PRINTER),
+        Authorization(member_id=2, machine_id=PRINTER),
+        Authorization(member_id=2, machine_id=LASER),
+        Authorization(member_id=4, machine_id=PRINTER),
+        Authorization(member_id=5, machine_id=PRINTER, expires_at=now - timedelta(days=1)),
+    ])
+    session.add(MaintenancePlan(id=1, machine_id=PRINTER, hours_between=10, description='Clean the nozzle',
+                                lcd_text='Clean nozzle'))
+    session.add(MaintenancePlan(id=2, machine_id=LASER, hours_between=0.01, description='Clean the lens',
+                                lcd_text='Clean lens'))
+    await session.commit()
+
+
+async def create_lab(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine, url)
+        async with session_factory(engine)() as session:
+            await seed(session)
+    finally:
+        await engine.dispose()
