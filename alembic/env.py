@@ -34,11 +34,19 @@ def _configure(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
+    """The alembic command line (development): the same transaction handling as fabpanel's start-up."""
+    from fabpanel.db.migrate import run_sqlite_migration
+
     engine = create_engine(_url())
-    async with engine.connect() as conn:
-        await conn.run_sync(_configure)
-        await conn.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as conn:
+            if is_sqlite(_url()):
+                await run_sqlite_migration(conn, _configure)
+            else:
+                await conn.run_sync(_configure)
+                await conn.commit()
+    finally:
+        await engine.dispose()
 
 
 connection = config.attributes.get('connection')

@@ -47,7 +47,7 @@ class Panel:
         await self.boards.load()
         if gateway:
             if s.mqtt.embedded:
-                self.broker = EmbeddedBroker(s.mqtt.port)
+                self.broker = EmbeddedBroker(s.mqtt.port, s.mqtt.embedded_bind)
                 await self.broker.start()
             self.gateway = BoardGateway(s.mqtt, self.boards, self.live)
             self._tasks.append(asyncio.create_task(self.gateway.run(), name='board-gateway'))

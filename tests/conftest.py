@@ -73,7 +73,7 @@ def make_settings(tmp_path: Path, database_url: str, mqtt_port: int, **mqtt: obj
     return load_settings(tmp_path / 'fabpanel.toml', environ=env)
 
 
-async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> None:  # noqa: ANN001
+async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> None:  # noqa: ANN001, ASYNC109
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

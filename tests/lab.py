@@ -16,6 +16,7 @@ from fabpanel.db.models import (
     MaintenancePlan,
     Member,
     Role,
+    Use,
 )
 
 GIULIA = '0a1b2c3d'  # plain member, authorized on machine 1
@@ -76,5 +77,38 @@ async def create_lab(url: str) -> None:
         await upgrade(engine, url)
         async with session_factory(engine)() as session:
             await seed(session)
+    finally:
+        await engine.dispose()
+
+
+# ---- opt-in extras for the board tests (the known lab above stays as other tests expect it) --------------------------
+LEO = 'c0ffee01'  # role that may use every machine but not maintain: level 1 (rule 13.3)
+LONG_NAMED = '0badf00d'  # member with a first name far longer than the LCD, authorized on LONG
+LONG = 5  # machine with a long multi-byte name and an overdue plan with a long LCD text
+LONG_NAME = 'Überlange Maschinenbezeichnung für den Lasercutter im Keller – Ünïcödé ✓✓✓'
+LONG_LCD = 'Düse reinigen, Riemen spannen ✓✓✓✓✓✓✓✓✓'
+
+
+async def add_board_extras(url: str) -> None:
+    """Members, roles and a machine the board protocol tests need on top of the known lab."""
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            session.add(Role(id=4, name='Host', may_use_all_machines=True))
+            session.add(Machine(id=LONG, name=LONG_NAME[:80], type_id=1, usage_seconds=60.0))
+            await session.flush()
+            session.add_all([Member(id=6, first_name='Leo', last_name='Blu', email='leo@example.org', role_id=4),
+                             Member(id=7, first_name='Maximiliana Wilhelmina Benedetta Ünïcödé ✓✓✓✓✓✓✓✓✓✓',
+                                    last_name='Lunga', email='max@example.org', role_id=1)])
+            await session.flush()
+            session.add_all([Card(uid=LEO, member_id=6), Card(uid=LONG_NAMED, member_id=7),
+                             Authorization(member_id=1, machine_id=BLOCKED),
+                             Authorization(member_id=7, machine_id=LONG)])
+            session.add(MaintenancePlan(id=3, machine_id=LONG, hours_between=0.001, description='d' * 200,
+                                        lcd_text=LONG_LCD[:40]))
+            start = datetime.now(UTC) - timedelta(hours=2)
+            session.add(Use(machine_id=LONG, member_id=7, card_uid=LONG_NAMED, start=start, last_seen=start,
+                            end=start + timedelta(seconds=60), duration_s=60.0))
+            await session.commit()
     finally:
         await engine.dispose()

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 REPLY_DEADLINE_S = 1.5
 MARKER_TIMEOUT_S = 3.0
 STATS_EVERY_S = 5.0
+BACKOFF_START_S = 0.5  # reconnect delays double from here up to the cap while the broker stays away
+BACKOFF_MAX_S = 15.0
 
 
 class BoardGateway:
@@ -58,7 +60,7 @@ class BoardGateway:
     # ---- connection --------------------------------------------------------------------------------------------
     async def run(self) -> None:
         """Keep a persistent session with the broker, reconnecting with backoff, until stopped."""
-        backoff = 0.5
+        backoff = BACKOFF_START_S
         while not self._stop.is_set():
             try:
                 async with aiomqtt.Client(
@@ -69,7 +71,7 @@ class BoardGateway:
                 ) as client:
                     self._client = client
                     self.connections += 1
-                    backoff = 0.5
+                    backoff = BACKOFF_START_S
                     await self._session(client)
             except aiomqtt.MqttError as e:
                 if self.health.connected or self.health.last_error != str(e):
@@ -85,7 +87,7 @@ class BoardGateway:
                 await asyncio.wait_for(self._stop.wait(), timeout=backoff)
             except TimeoutError:
                 pass
-            backoff = min(backoff * 2, 15.0)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -158,7 +160,11 @@ class BoardGateway:
             while queue:
                 payload, received, waited = queue.popleft()
                 self.health.backlog -= 1
-                await self._handle(machine_id, payload, received, waited)
+                try:
+                    await self._handle(machine_id, payload, received, waited)
+                except Exception as e:  # a bug must cost one message, never the machine's worker
+                    self.health.errors += 1
+                    self._drops.warning('gateway error', f'machine {machine_id}: {e!r}')
         finally:
             del self._workers[machine_id]
             if not queue:
@@ -191,8 +197,9 @@ class BoardGateway:
             self.health.late += 1
             self._drops.warning('answer too late, not sent', f'machine {machine_id} {msg.action}')
             return
-        await self._publish(f'{self.settings.topic}/{machine_id}{self.settings.reply_subtopic}', encode(reply))
-        self.health.replied += 1
+        topic = f'{self.settings.topic}/{machine_id}{self.settings.reply_subtopic}'
+        if await self._publish(topic, encode(reply, topic=topic)):
+            self.health.replied += 1
 
     async def _publish(self, topic: str, payload: bytes) -> bool:
         client = self._client

@@ -28,6 +28,7 @@ class BoardStats:
     sent: int = 0
     replies: int = 0
     timeouts: int = 0
+    failed: int = 0  # publishes that did not leave the board (broker gone)
     latencies: list[float] = field(default_factory=list)  # seconds, request -> reply
 
 
@@ -61,6 +62,21 @@ class SimulatedBoard:
         await self._client.subscribe(f'{self.topic}/request', qos=0)
         self._reader = asyncio.create_task(self._read())
 
+    @property
+    def online(self) -> bool:
+        """Connected to the broker (the connection is found dead on the next read or publish)."""
+        return self._client is not None and self._reader is not None and not self._reader.done()
+
+    async def reconnect(self) -> bool:
+        """What the firmware's network task does when the broker went away: connect again; False if it cannot."""
+        await self.close()
+        try:
+            await self.connect()
+        except aiomqtt.MqttError:
+            await self.close()
+            return False
+        return True
+
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
@@ -70,6 +86,7 @@ class SimulatedBoard:
             with contextlib.suppress(Exception):
                 await self._client.__aexit__(None, None, None)
         self._client = None
+        self._reader = None
 
     async def __aenter__(self) -> SimulatedBoard:
         await self.connect()
@@ -90,7 +107,8 @@ class SimulatedBoard:
 
     # ---- the request/reply exchange, like the firmware ---------------------------------------------------------
     async def publish_raw(self, payload: bytes | str, topic: str | None = None) -> None:
-        assert self._client is not None, 'connect() first'
+        if self._client is None:
+            raise aiomqtt.MqttError('the board is not connected')
         await self._client.publish(topic or self.topic, payload, qos=0)
 
     async def request(self, payload: dict[str, Any], expect_reply: bool = True) -> dict[str, Any] | None:
@@ -99,7 +117,11 @@ class SimulatedBoard:
             while not self._replies.empty():  # the firmware drops stale replies before asking
                 self._replies.get_nowait()
             t0 = time.perf_counter()
-            await self.publish_raw(json.dumps(payload))
+            try:
+                await self.publish_raw(json.dumps(payload))
+            except aiomqtt.MqttError:
+                self.stats.failed += 1  # not sent: like the firmware, the caller queues it if it is bufferable
+                return None
             self.stats.sent += 1
             if not expect_reply:
                 return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -11,6 +12,9 @@ MAX_PAYLOAD = 1024  # boards send < 292 bytes; anything far larger is not a boar
 MAX_REPLY = 280  # board buffer is 300 bytes including topic and MQTT header
 MAX_DURATION = 86_400
 LCD_WIDTH = 16
+MAX_HEAP = 2**31 - 1  # the board table's integer column
+_INT_TEXT = re.compile(r'-?[0-9]{1,11}')  # ASCII digits only: '²' or '١٢' are digits to str.isdigit, not to int()
+_UID = re.compile(r'[0-9a-f]{1,32}')
 
 
 class Action(StrEnum):
@@ -67,6 +71,8 @@ def _text(obj: dict[str, Any], key: str, required: bool = True, limit: int = 120
         return ''
     if not isinstance(value, str):
         raise MalformedMessage(f'field {key!r} must be text')
+    if '\x00' in value:  # no database text column takes it
+        raise MalformedMessage(f'field {key!r} holds a NUL character')
     return value[:limit]
 
 
@@ -82,7 +88,7 @@ def _int(obj: dict[str, Any], key: str, required: bool = True) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip('-').isdigit() and len(value) < 12:
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
         return int(value)
     raise MalformedMessage(f'field {key!r} must be a number')
 
@@ -109,32 +115,34 @@ def parse_payload(machine_id: int, payload: bytes) -> BoardMessage:
     if not isinstance(replay, bool):
         raise MalformedMessage('field "replay" must be true or false')
     if action is Action.ALIVE:
-        heap = _int(obj, 'heap', required=False) or 0
+        heap = min(max(_int(obj, 'heap', required=False) or 0, 0), MAX_HEAP)
         return BoardMessage(machine_id=machine_id, action=action, version=_text(obj, 'version', required=False),
                             ip=_text(obj, 'ip', required=False, limit=64),
-                            serial=_text(obj, 'serial', required=False, limit=32), heap=max(heap, 0))
+                            serial=_text(obj, 'serial', required=False, limit=32), heap=heap)
     if action in (Action.CHECKMACHINE, Action.SYNCCACHE):
         return BoardMessage(machine_id=machine_id, action=action, replay=replay)
-    uid = _text(obj, 'uid', limit=32).strip().lower()
-    if not uid:
-        raise MalformedMessage('field "uid" is empty')
+    uid = _text(obj, 'uid', limit=64).strip().lower()
+    if not _UID.fullmatch(uid):
+        # boards send 8 hex characters (spec 4.2); anything else is not a card and must not reach the database
+        raise MalformedMessage('field "uid" is not a hexadecimal card id')
     duration = _int(obj, 'duration') if action in (Action.INUSE, Action.STOPUSE) else None
     return BoardMessage(machine_id=machine_id, action=action, uid=uid, duration=duration, replay=replay)
 
 
-def encode(reply: dict[str, Any]) -> bytes:
-    """JSON the board reads; long texts are cut so the whole reply fits the board's buffer."""
+def encode(reply: dict[str, Any], topic: str = '') -> bytes:
+    """JSON the board reads; long texts are cut so the reply plus its topic fit the board's buffer (spec 12.3)."""
+    limit = MAX_REPLY - len(topic.encode())
     data = json.dumps(reply, ensure_ascii=False, separators=(',', ':')).encode()
-    if len(data) <= MAX_REPLY:
+    if len(data) <= limit:
         return data
     trimmed = dict(reply)
     for key in ('description', 'name', 'message'):
         if isinstance(trimmed.get(key), str):
             trimmed[key] = trimmed[key][:LCD_WIDTH]
     data = json.dumps(trimmed, ensure_ascii=False, separators=(',', ':')).encode()
-    if len(data) > MAX_REPLY and 'cards' in trimmed:
+    if len(data) > limit and 'cards' in trimmed:
         cards = list(trimmed['cards'])
-        while cards and len(data) > MAX_REPLY:
+        while cards and len(data) > limit:
             cards.pop()
             trimmed['cards'] = cards
             data = json.dumps(trimmed, ensure_ascii=False, separators=(',', ':')).encode()

@@ -42,10 +42,11 @@ async def apply_use_effects(conn: AsyncConnection, machine_id: int, effects: Ite
                 last_seen=u.last_seen, replay=u.replay, unauthorized=u.unauthorized))
         elif isinstance(effect, CloseOpen):
             u = effect.use
-            await conn.execute(sa.update(use_t).where(_open_row(machine_id)).values(
+            closed = await conn.execute(sa.update(use_t).where(_open_row(machine_id)).values(
                 start=u.start, end=u.end, last_seen=max(u.end, u.start), duration_s=u.duration_s,
                 member_id=u.member_id, replay=u.replay))
-            added += u.duration_s
+            if closed.rowcount:  # the hour counter moves only with a use actually written
+                added += u.duration_s
         elif isinstance(effect, InsertClosed):
             u = effect.use
             await conn.execute(sa.insert(use_t).values(

@@ -11,13 +11,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 def async_url(url: str) -> str:
-    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`; `postgresql://` -> `postgresql+asyncpg://`."""
-    if url.startswith('postgres://'):
-        url = 'postgresql://' + url[len('postgres://'):]
+    """The URL with fabpanel's async driver: `sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`,
+    `postgresql://` (also `postgres://` and any sync driver such as `+psycopg2`) -> `postgresql+asyncpg://`.
+    Other databases are returned unchanged (settings validation refuses them)."""
+    url = url.strip()
     u = make_url(url)
-    if u.drivername == 'sqlite':
+    backend = u.get_backend_name()
+    if backend == 'sqlite':
         u = u.set(drivername='sqlite+aiosqlite')
-    elif u.drivername in ('postgresql', 'postgresql+psycopg2', 'postgresql+psycopg'):
+    elif backend in ('postgresql', 'postgres'):
         u = u.set(drivername='postgresql+asyncpg')
     return u.render_as_string(hide_password=False)
 

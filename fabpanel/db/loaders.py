@@ -35,7 +35,7 @@ async def load_access_rules(conn: AsyncConnection) -> AccessRules:
         rules.members[row.id] = MemberRule(id=row.id, first_name=row.first_name, role_id=row.role_id,
                                            disabled=row.disabled, deleted=row.deleted_at is not None)
     for row in await conn.execute(sa.select(c.c.uid, c.c.member_id)):
-        rules.cards[row.uid] = row.member_id
+        rules.cards[row.uid.lower()] = row.member_id  # boards send lower case (rule 13.2)
     q = sa.select(ma.c.id, ma.c.name, ma.c.type_id, ma.c.blocked, mt.c.authorization_required,
                   mt.c.auto_logoff_minutes, mt.c.grace_minutes).join(mt, mt.c.id == ma.c.type_id)
     for row in await conn.execute(q.where(ma.c.deleted_at.is_(None))):
@@ -71,7 +71,8 @@ async def load_machine_uses(conn: AsyncConnection) -> dict[int, MachineUses]:
     return out
 
 
-async def load_plans(conn: AsyncConnection) -> dict[int, list[PlanUsage]]:
+async def load_plans(conn: AsyncConnection, machine_id: int | None = None) -> dict[int, list[PlanUsage]]:
+    """Every plan with the usage since its last intervention; only one machine's when `machine_id` is given."""
     p, i, u = _t(MaintenancePlan), _t(Intervention), _t(Use)
     last = sa.select(i.c.plan_id, sa.func.max(i.c.at).label('last_at')).group_by(i.c.plan_id).subquery()
     used = sa.func.coalesce(sa.func.sum(u.c.duration_s), 0.0)
@@ -83,6 +84,8 @@ async def load_plans(conn: AsyncConnection) -> dict[int, list[PlanUsage]]:
                                sa.or_(last.c.last_at.is_(None), u.c.start > last.c.last_at)))
          .group_by(p.c.id, p.c.machine_id, p.c.hours_between, p.c.lcd_text, p.c.description, last.c.last_at)
          .order_by(p.c.id))
+    if machine_id is not None:
+        q = q.where(p.c.machine_id == machine_id)
     plans: dict[int, list[PlanUsage]] = defaultdict(list)
     for row in await conn.execute(q):
         plans[row.machine_id].append(PlanUsage(

@@ -33,6 +33,8 @@ class Member(SQLModel, table=True):
     deleted_at: datetime | None = None
     password_hash: str | None = Field(default=None, max_length=255)
     must_change_password: bool = False
+    failed_signins: int = Field(default=0, sa_column_kwargs={'server_default': '0'})
+    locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -132,3 +134,27 @@ class Board(SQLModel, table=True):
     firmware: str = Field(default='', max_length=120)
     heap: int = 0
     last_seen: datetime
+
+
+class LoginSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = 'login_session'
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    member_id: int = Field(foreign_key='member.id', index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class PasswordReset(SQLModel, table=True):
+    """A single-use, short-lived password reset link (stored as the SHA-256 of its token)."""
+
+    __tablename__ = 'password_reset'
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    member_id: int = Field(foreign_key='member.id', index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None

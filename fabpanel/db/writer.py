@@ -36,8 +36,8 @@ class GroupWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            while self._pending:  # let queued writes land before closing
-                await asyncio.sleep(0.01)
+            if self._pending:  # writes run in order: once this empty one is done, the queued ones have landed
+                await self.write(_nothing)
             self._task.cancel()
             try:
                 await self._task
@@ -63,35 +63,28 @@ class GroupWriter:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        results: list[Any] = []
         try:
-            async with self._engine.begin() as conn:
-                for work, _ in batch:
-                    results.append(await work(conn))
-        except Exception:
+            results = await self._transaction([work for work, _ in batch])
+        except Exception as e:
             if len(batch) == 1:
-                work, future = batch[0]
-                await self._fail(work, future)
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(e)
                 return
-            # one bad write must not sink the others: retry them one transaction each
+            # one bad write must not sink the others: run each in a transaction of its own, once
             for item in batch:
                 await self._commit([item])
             return
-        self.commits += 1
-        self.writes += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
-    async def _fail(self, work: Work, future: asyncio.Future[Any]) -> None:
-        try:
-            async with self._engine.begin() as conn:
-                result = await work(conn)
-        except Exception as e:
-            if not future.done():
-                future.set_exception(e)
-            return
+    async def _transaction(self, works: list[Work]) -> list[Any]:
+        async with self._engine.begin() as conn:
+            results = [await work(conn) for work in works]
         self.commits += 1
-        self.writes += 1
-        if not future.done():
-            future.set_result(result)
+        self.writes += len(works)
+        return results
+
+
+async def _nothing(_conn: AsyncConnection) -> None:
+    return None

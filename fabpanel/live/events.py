@@ -49,6 +49,7 @@ class Events:
         self.machines_reloaded: Event[None] = Event('MACHINES_RELOADED', 'machines were added or removed')
         self.use_started: Event[int] = Event('USE_STARTED', 'a use opened; arg: machine id')
         self.use_ended: Event[int] = Event('USE_ENDED', 'a use closed; arg: machine id')
-        self.card_unknown: Event[tuple[int, str]] = Event('CARD_UNKNOWN', 'an unknown card was shown; arg: (machine, uid)')
+        self.card_unknown: Event[tuple[int, str]] = Event('CARD_UNKNOWN',
+                                                          'an unknown card was shown; arg: (machine, uid)')
         self.maintenance_done: Event[int] = Event('MAINTENANCE_DONE', 'an intervention was recorded; arg: machine id')
         self.board_seen: Event[int] = Event('BOARD_SEEN', 'a board announced itself; arg: machine id')

@@ -77,6 +77,16 @@ class BoardInfo:
     last_seen: datetime | None = None
 
 
+@bindable_dataclass
+class LiveSummary:
+    total: int = 0
+    free: int = 0
+    in_use: int = 0
+    maintenance: int = 0
+    blocked: int = 0
+    offline: int = 0
+
+
 class LiveState:
     def __init__(self) -> None:
         self.machines: dict[int, MachineLive] = {}
@@ -84,6 +94,19 @@ class LiveState:
         self.unknown_boards: dict[int, datetime] = {}  # machine ids heard from that the database does not know
         self.gateway = GatewayHealth()
         self.events = Events()
+        self.summary = LiveSummary()
+        self.events.machine_changed.subscribe(lambda _id: self.refresh_summary())
+        self.events.machines_reloaded.subscribe(lambda _none: self.refresh_summary())
+
+    def refresh_summary(self) -> None:
+        """Server-wide counters the dashboards bind to (computed once per change, not once per browser)."""
+        counts = self.counts()
+        s = self.summary
+        for key, value in (('total', len(self.machines)), ('free', counts['free']), ('in_use', counts['in_use']),
+                           ('maintenance', counts['maintenance']), ('blocked', counts['blocked']),
+                           ('offline', counts['offline'])):
+            if getattr(s, key) != value:
+                setattr(s, key, value)
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in MachineStatus}

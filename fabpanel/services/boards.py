@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import replace
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,22 +36,38 @@ class BoardService:
         self.plans: dict[int, list[PlanUsage]] = {}
         self._seen_dirty: dict[int, datetime] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # board writes per machine (uses, interventions): those in flight, and a count of those applied to memory;
+        # a reload that overlaps one keeps that machine's memory, which is newer than what the reload read
+        self._writing: dict[int, int] = {}
+        self._written: dict[int, int] = {}
 
     # ---- loading -------------------------------------------------------------------------------------------
     async def load(self) -> None:
         """(Re)build everything kept in memory from the database."""
+        written_before = dict(self._written)
         async with self.engine.connect() as conn:
-            self.rules = await loaders.load_access_rules(conn)
-            self.uses = await loaders.load_machine_uses(conn)
-            self.plans = await loaders.load_plans(conn)
+            rules = await loaders.load_access_rules(conn)
+            loaded_uses = await loaders.load_machine_uses(conn)
+            loaded_plans = await loaders.load_plans(conn)
             machine_rows = await loaders.load_machine_rows(conn)
             board_rows = await loaders.load_boards(conn)
+        # boards kept writing while we read: for their machines memory is the newer truth
+        moved = {m for m, n in self._written.items() if n != written_before.get(m)} | set(self._writing)
+        for machine_id in moved:
+            loaded_uses.pop(machine_id, None)
+            loaded_plans.pop(machine_id, None)
+            if machine_id in self.uses:
+                loaded_uses[machine_id] = self.uses[machine_id]
+            if machine_id in self.plans:
+                loaded_plans[machine_id] = self.plans[machine_id]
+        self.rules, self.uses, self.plans = rules, loaded_uses, loaded_plans
         machines: dict[int, MachineLive] = {}
         for row in machine_rows:
             old = self.live.machines.get(row.id)
             m = old or MachineLive(id=row.id)
             m.name, m.type_name, m.blocked = row.name, row.type_name, row.blocked
-            m.usage_hours = row.usage_seconds / 3600
+            if old is None or row.id not in moved:
+                m.usage_hours = row.usage_seconds / 3600
             m.last_seen = loaders.aware(row.last_seen) if old is None else old.last_seen
             machines[row.id] = m
             self._refresh_machine(m)
@@ -125,6 +142,8 @@ class BoardService:
         if msg.action is Action.CHECKMACHINE:
             return {'request_ok': False, 'is_valid': False, 'maintenance': False, 'allowed': False, 'name': '?',
                     'logoff': 1440, 'type': 0, 'grace': 2, 'description': ''}
+        if msg.action is Action.SYNCCACHE:
+            return {'request_ok': False, 'cards': []}
         return simple(False, 'BACKEND EXCEPTION')
 
     def _background(self, coro: Any) -> None:
@@ -202,14 +221,27 @@ class BoardService:
             outcome = uses.stop_use(state, duration=msg.duration, replay=msg.replay,
                                     unauthorized=not decision.allowed, **common)
             ok_reply = simple(True, f'Duration {msg.duration} seconds')
-        if outcome.effects:
-            effects = outcome.effects
-            await self.writer.write(lambda conn: board_store.apply_use_effects(conn, msg.machine_id, effects))
-        self._commit_uses(msg.machine_id, state, outcome)
+        async with self._write_for(msg.machine_id):
+            if outcome.effects:
+                effects = outcome.effects
+                await self.writer.write(lambda conn: board_store.apply_use_effects(conn, msg.machine_id, effects))
+            self._commit_uses(msg.machine_id, state, outcome)
         if outcome.state.open is not None and not decision.allowed and state.open != outcome.state.open:
             log.warning('machine %d used by a card the panel refuses (%s): recorded and flagged', msg.machine_id,
                         decision.verdict.value)
         return ok_reply if known else simple(False, 'Invalid card')
+
+    @contextlib.asynccontextmanager
+    async def _write_for(self, machine_id: int) -> AsyncIterator[None]:
+        """Mark a board write for this machine, from before it is queued until memory reflects it."""
+        self._writing[machine_id] = self._writing.get(machine_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._written[machine_id] = self._written.get(machine_id, 0) + 1
+            self._writing[machine_id] -= 1
+            if not self._writing[machine_id]:
+                del self._writing[machine_id]
 
     def _commit_uses(self, machine_id: int, before: uses.MachineUses, outcome: uses.Outcome) -> None:
         self.uses[machine_id] = outcome.state
@@ -244,18 +276,19 @@ class BoardService:
             return simple(True, '')
         due_ids = [p.plan_id for p in due]
 
-        async def work(conn: AsyncConnection) -> list[int]:
+        async def work(conn: AsyncConnection) -> tuple[list[int], list[PlanUsage]]:
             # the duplicate check and the insert share one transaction, so a replay racing its original adds nothing
             recent = await board_store.recent_intervention_plans(conn, msg.machine_id, member.id,
                                                                  now - MAINTENANCE_DUPLICATE_WINDOW)
             fresh = [p for p in due_ids if p not in recent]
             await board_store.record_interventions(conn, msg.machine_id, member.id, fresh, now, msg.replay)
-            return fresh
+            # read back what is now true: a duplicate leaves its plan as the earlier intervention left it
+            plans = await loaders.load_plans(conn, msg.machine_id)
+            return fresh, plans.get(msg.machine_id, [])
 
-        recorded = await self.writer.write(work)
-        self.plans[msg.machine_id] = [
-            replace(p, last_intervention=now, used_seconds=0.0) if p.plan_id in due_ids else p
-            for p in self.plans.get(msg.machine_id, [])]
+        async with self._write_for(msg.machine_id):
+            recorded, plans = await self.writer.write(work)
+            self.plans[msg.machine_id] = plans
         if recorded:
             self.live.events.maintenance_done.emit(msg.machine_id)
         self._changed(msg.machine_id)

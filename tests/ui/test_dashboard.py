@@ -1,0 +1,121 @@
+"""The dashboard in a real browser against the real panel process and a real board over MQTT."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from fabpanel.boards.simulator import SimulatedBoard
+
+from ..lab import GIULIA, LASER, PRINTER
+from .conftest import PanelProcess
+from .pages import (
+    counter,
+    open_page,
+    overflowing_elements,
+    screenshot,
+    status,
+    tile,
+    tile_names,
+    tiles,
+    wait,
+)
+
+pytestmark = pytest.mark.browser
+
+LAB_MACHINES = {'Prusa MK4', 'Laser', 'Drill press', 'Blocked CNC'}
+HOSTILE = '<img src=x onerror=alert(1)><b>Bold</b>'
+
+
+def _in_use_by(driver: WebDriver, machine_id: int, name: str) -> bool:
+    return status(driver, machine_id) == 'in_use' and name in tile(driver, machine_id).text
+
+
+async def test_dashboard_follows_a_real_board_without_reload(panel: PanelProcess, browser: Callable,
+                                                             artifacts: Path) -> None:
+    driver = browser(1280, 800)
+    open_page(driver, panel.url + '/')
+    assert set(tile_names(driver)) == LAB_MACHINES
+    assert status(driver, PRINTER) == 'offline' and status(driver, 4) == 'blocked'
+    assert (counter(driver, 'free'), counter(driver, 'in_use'), counter(driver, 'offline')) == ('0', '0', '3')
+    driver.execute_script('window.fpNotReloaded = true')
+
+    async with SimulatedBoard(PRINTER, '127.0.0.1', panel.mqtt_port) as printer, \
+            SimulatedBoard(LASER, '127.0.0.1', panel.mqtt_port) as laser:
+        assert (await laser.checkmachine())['request_ok'] is True  # the laser's board comes online: free
+        wait(driver, lambda: status(driver, LASER) == 'free', 2, 'laser free')
+        assert (await printer.checkuser(GIULIA))['is_valid'] is True
+        assert (await printer.startuse(GIULIA))['request_ok'] is True
+        t0 = time.monotonic()
+        wait(driver, lambda: _in_use_by(driver, PRINTER, 'Giulia'), 2, 'printer in use by Giulia')
+        wait(driver, lambda: counter(driver, 'in_use') == '1' and counter(driver, 'free') == '1', 1, 'counters')
+        assert counter(driver, 'offline') == '1'
+        latency = time.monotonic() - t0
+        assert 'Giulia' in tile(driver, PRINTER).text and 'Rossi' not in driver.page_source
+        screenshot(driver, artifacts / 'dashboard-desktop.png')
+
+        assert (await printer.stopuse(GIULIA, 60))['request_ok'] is True
+        wait(driver, lambda: status(driver, PRINTER) == 'free' and 'Giulia' not in tile(driver, PRINTER).text, 2,
+             'printer free again')
+        wait(driver, lambda: counter(driver, 'in_use') == '0' and counter(driver, 'free') == '2', 1, 'counters')
+    assert driver.execute_script('return window.fpNotReloaded') is True, 'the page was reloaded'
+    assert latency < 2
+
+
+async def test_phone_has_no_horizontal_scrolling(make_panel: Callable[..., PanelProcess], browser: Callable,
+                                                 artifacts: Path) -> None:
+    panel = make_panel(extra_machines=['Laser cutter Trotec Speedy 400 flexx (back room, by the window)',
+                                       'Ultimaker' + 'S' * 60])
+    driver = browser(390, 844, mobile=True)
+    open_page(driver, panel.url + '/')
+    async with SimulatedBoard(PRINTER, '127.0.0.1', panel.mqtt_port) as printer:
+        await printer.checkuser(GIULIA)
+        await printer.startuse(GIULIA)
+        wait(driver, lambda: _in_use_by(driver, PRINTER, 'Giulia'), 2, 'printer in use')
+    width, scroll_width = driver.execute_script(
+        'return [window.innerWidth, document.documentElement.scrollWidth]')
+    assert width == 390
+    assert scroll_width <= width
+    assert overflowing_elements(driver) == []
+    # a phone gets one tile a row, as wide as the screen
+    assert all(t.rect['width'] > 300 for t in tiles(driver))
+    screenshot(driver, artifacts / 'dashboard-phone.png')
+
+
+async def test_hostile_names_are_text(make_panel: Callable[..., PanelProcess], browser: Callable) -> None:
+    panel = make_panel(extra_machines=[HOSTILE], first_names={1: '<b>Giu</b><script>alert(2)</script>'})
+    driver = browser(1280, 800)
+    async with SimulatedBoard(PRINTER, '127.0.0.1', panel.mqtt_port) as printer:
+        await printer.startuse(GIULIA)
+    for path in ('/', '/kiosk'):
+        open_page(driver, panel.url + path)
+        hostile = tile(driver, 100)
+        assert HOSTILE in hostile.text
+        assert hostile.find_elements(By.CSS_SELECTOR, 'img, b, script') == []
+        user = tile(driver, PRINTER)
+        assert '<b>Giu</b><script>alert(2)</script>' in user.text
+        assert user.find_elements(By.CSS_SELECTOR, 'b, script') == []
+        assert driver.find_elements(By.CSS_SELECTOR, 'img[src="x"]') == []
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text  # noqa: B018 - reading it raises when no alert() ran
+
+
+async def test_italian_browser_gets_italian(panel: PanelProcess, browser: Callable) -> None:
+    driver = browser(1280, 800, lang='it')
+    open_page(driver, panel.url + '/')
+    body = driver.find_element(By.TAG_NAME, 'body').text
+    for word in ('Macchine', 'Libere', 'In uso', 'Manutenzione da fare', 'Scheda offline', 'Bloccata', 'Chiosco'):
+        assert word in body
+    for word in ('Machines', 'Board offline', 'In use', 'Maintenance due'):
+        assert word not in body
+    assert driver.execute_script('return document.documentElement.lang') == 'it'
+    assert 'Macchine' in driver.title
+    # the same page for an English browser (Accept-Language as the request header says)
+    assert 'Board offline' in panel.get('/', **{'Accept-Language': 'en-GB,en;q=0.9'})
+    assert 'Scheda offline' in panel.get('/', **{'Accept-Language': 'it-IT,it;q=0.9'})
