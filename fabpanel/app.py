@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,8 @@ from fabpanel.db import migrate
 from fabpanel.db.engine import create_engine
 from fabpanel.db.writer import GroupWriter
 from fabpanel.live.state import LiveState
+from fabpanel.mail.sender import Mailer
+from fabpanel.services.auth import AuthService
 from fabpanel.services.boards import BoardService
 from fabpanel.settings import Settings
 
@@ -28,10 +31,14 @@ class Panel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.data_dir = Path(settings.database.data_dir)
         self.live = LiveState()
-        self.engine: AsyncEngine | None = None
-        self.writer: GroupWriter | None = None
-        self.boards: BoardService | None = None
+        # built here (nothing connects yet) so pages can be registered before start-up
+        self.engine: AsyncEngine = create_engine(settings.database.url)
+        self.writer = GroupWriter(self.engine)
+        self.boards = BoardService(self.engine, self.writer, self.live)
+        self.mailer = Mailer(settings.email)
+        self.auth = AuthService(self.engine, self.mailer, settings.web.base_url)
         self.gateway: BoardGateway | None = None
         self.broker: EmbeddedBroker | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -39,12 +46,13 @@ class Panel:
 
     async def start(self, *, gateway: bool = True) -> None:
         s = self.settings
-        self.engine = create_engine(s.database.url)
         await migrate.upgrade(self.engine, s.database.url)
-        self.writer = GroupWriter(self.engine)
         self.writer.start()
-        self.boards = BoardService(self.engine, self.writer, self.live)
         await self.boards.load()
+        created = await self.auth.ensure_first_admin(s.web.default_admin_email, self.data_dir)
+        if created is not None:
+            log.warning('first start: the admin account %s was created; its one-time password is in %s '
+                        '(sign in and choose your own)', s.web.default_admin_email, created)
         if gateway:
             if s.mqtt.embedded:
                 self.broker = EmbeddedBroker(s.mqtt.port, s.mqtt.embedded_bind)
@@ -63,16 +71,15 @@ class Panel:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.boards is not None:
-            await self.boards.settle()
+        await self.boards.settle()
+        await self.auth.settle()
+        if self.started.is_set():
             with suppress(Exception):
                 await self.boards.flush_last_seen()
-        if self.writer is not None:
-            await self.writer.stop()
+        await self.writer.stop()
         if self.broker is not None:
             await self.broker.stop()
-        if self.engine is not None:
-            await self.engine.dispose()
+        await self.engine.dispose()
 
     async def _sweep(self) -> None:
         while True:

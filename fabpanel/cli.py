@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fabpanel.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from fabpanel.app import Panel
 
 log = logging.getLogger('fabpanel')
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,15 +76,10 @@ def _migrate(settings: Settings) -> None:
     print('database is up to date')
 
 
-def run(settings: Settings, demo: bool = False) -> None:
-    from nicegui import app, ui
-
-    from fabpanel.app import Panel
+def check_ports(settings: Settings, demo: bool) -> None:
+    """Stop with a clear message when a port fabpanel needs is taken (the demo moves its broker instead)."""
     from fabpanel.boards.embedded import free_port, port_free, port_taken_message
-    from fabpanel.ui import register_pages
 
-    if demo and settings.database.url == 'sqlite:///data/fabpanel.db':
-        settings.database.url = 'sqlite:///data/demo.db'
     if not port_free(settings.web.port, settings.web.host):
         where = f' in {settings.source}' if settings.source else ''
         print(f'fabpanel: port {settings.web.port} is already in use, so the web panel cannot start '
@@ -93,18 +93,32 @@ def run(settings: Settings, demo: bool = False) -> None:
         taken, settings.mqtt.port = settings.mqtt.port, free_port()
         log.warning('demo: port %d is taken, the embedded broker uses port %d instead', taken, settings.mqtt.port)
 
+
+def build_app(settings: Settings, demo: bool = False, gateway: bool = True) -> Panel:
+    """Wire the panel into NiceGUI's app: pages, static files, start-up and shutdown. Tests use it too."""
+    from nicegui import app
+
+    from fabpanel.app import Panel
+    from fabpanel.ui import register_pages
+
     panel = Panel(settings)
     demo_boards = None
 
     async def startup() -> None:
         nonlocal demo_boards
-        await panel.start()
+        try:
+            if demo:
+                await _seed_demo(panel)
+            await panel.start(gateway=gateway)
+        except Exception as e:
+            # NiceGUI would log this and go on serving pages without a backend: stop instead
+            log.critical('fabpanel could not start: %s', e, exc_info=log.isEnabledFor(logging.DEBUG))
+            if not os.environ.get('NICEGUI_USER_SIMULATION'):
+                app.shutdown()
+            raise
         if demo:
-            from fabpanel.demo import DemoBoards, seed_demo
+            from fabpanel.demo import DemoBoards
 
-            assert panel.engine is not None and panel.boards is not None
-            if await seed_demo(panel.engine):
-                await panel.boards.load()
             demo_boards = DemoBoards(settings.mqtt.host, settings.mqtt.port, sorted(panel.live.machines))
             demo_boards.start()
         log.info('fabpanel is running on http://%s:%d', settings.web.host, settings.web.port)
@@ -118,5 +132,23 @@ def run(settings: Settings, demo: bool = False) -> None:
     app.on_shutdown(shutdown)
     app.add_static_files('/assets', ROOT / 'assets')
     register_pages(panel)
+    return panel
+
+
+async def _seed_demo(panel: Panel) -> None:
+    from fabpanel.db import migrate
+    from fabpanel.demo import seed_demo
+
+    await migrate.upgrade(panel.engine, panel.settings.database.url)
+    await seed_demo(panel.engine)
+
+
+def run(settings: Settings, demo: bool = False) -> None:
+    from nicegui import ui
+
+    if demo and settings.database.url == 'sqlite:///data/fabpanel.db':
+        settings.database.url = 'sqlite:///data/demo.db'
+    check_ports(settings, demo)
+    build_app(settings, demo)
     ui.run(host=settings.web.host, port=settings.web.port, title='fabpanel', storage_secret=settings.web.secret_key,
            reload=False, show=False, favicon=ROOT / 'assets' / 'favicon.svg', show_welcome_message=False)

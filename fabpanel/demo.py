@@ -45,7 +45,7 @@ async def seed_demo(engine: AsyncEngine, rng: random.Random | None = None) -> bo
     """Fill an empty database with a small lab and a month of history. Returns False if it had data."""
     rng = rng or random.Random(7)
     async with session_factory(engine)() as s:
-        if (await s.execute(sa.select(sa.func.count()).select_from(Member))).scalar_one():
+        if (await s.execute(sa.select(sa.func.count()).select_from(Machine))).scalar_one():
             return False
         roles = [Role(name='Member', is_default=True), Role(name='Maintainer', may_maintain=True),
                  Role(name='Staff', may_use_all_machines=True, may_maintain=True, may_approve_prints=True),

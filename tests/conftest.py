@@ -14,7 +14,9 @@ from fabpanel.app import Panel
 from fabpanel.db.engine import create_engine
 from fabpanel.settings import Settings, load_settings
 
-from .services import POSTGRES_URL, Mosquitto, missing
+from .services import POSTGRES_URL, Mosquitto, SmtpSink, missing
+
+pytest_plugins = ["nicegui.testing.user_plugin"]  # NiceGUI storage in a temp dir, `User` support
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 
@@ -65,9 +67,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return f'sqlite:///{tmp_path}/fabpanel.db'
 
 
-def make_settings(tmp_path: Path, database_url: str, mqtt_port: int, **mqtt: object) -> Settings:
-    env = {'FABPANEL_DATABASE__URL': database_url, 'FABPANEL_MQTT__BROKER': '127.0.0.1',
+def make_settings(tmp_path: Path, database_url: str, mqtt_port: int = 1, smtp_port: int | None = None,
+                  **mqtt: object) -> Settings:
+    env = {'FABPANEL_DATABASE__URL': database_url, 'FABPANEL_DATABASE__DATA_DIR': str(tmp_path / 'data'),
+           'FABPANEL_MQTT__BROKER': '127.0.0.1',
            'FABPANEL_MQTT__PORT': str(mqtt_port), 'FABPANEL_MQTT__CLIENT_ID': f'fabpanel-test-{uuid.uuid4().hex[:6]}'}
+    if smtp_port is not None:
+        env.update({'FABPANEL_EMAIL__SERVER': '127.0.0.1', 'FABPANEL_EMAIL__PORT': str(smtp_port),
+                    'FABPANEL_EMAIL__USE_TLS': 'false'})
     for key, value in mqtt.items():
         env[f'FABPANEL_MQTT__{key.upper()}'] = str(value)
     return load_settings(tmp_path / 'fabpanel.toml', environ=env)
@@ -87,3 +94,11 @@ async def start_panel(settings: Settings) -> Panel:
     assert panel.gateway is not None
     await wait_for(lambda: panel.live.gateway.connected and not panel.gateway._draining, timeout=10)
     return panel
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fabpanel.db.engine import create_engine, session_factory
@@ -69,6 +70,18 @@ async def seed(session: AsyncSession) -> None:
     session.add(MaintenancePlan(id=2, machine_id=LASER, hours_between=0.01, description='Clean the lens',
                                 lcd_text='Clean lens'))
     await session.commit()
+    await fix_sequences(session)
+
+
+async def fix_sequences(session: AsyncSession) -> None:
+    """Rows inserted with explicit ids leave PostgreSQL's id sequences behind: move them past the rows."""
+    if session.bind.dialect.name != 'postgresql':
+        return
+    for table in ('role', 'machine_type', 'member', 'card', 'authorization', 'maintenance_plan'):
+        await session.execute(sa.text(
+            f'SELECT setval(pg_get_serial_sequence(\'"{table}"\', \'id\'), '
+            f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'))  # noqa: S608 - names from the list
+    await session.commit()
 
 
 async def create_lab(url: str) -> None:
@@ -110,5 +123,6 @@ async def add_board_extras(url: str) -> None:
             session.add(Use(machine_id=LONG, member_id=7, card_uid=LONG_NAMED, start=start, last_seen=start,
                             end=start + timedelta(seconds=60), duration_s=60.0))
             await session.commit()
+            await fix_sequences(session)
     finally:
         await engine.dispose()

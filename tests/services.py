@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,32 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self.port = free_port()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                from email import message_from_bytes, policy
+
+                sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+                return '250 OK'
+
+        self.controller = Controller(Handler(), hostname='127.0.0.1', port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def bodies(self) -> list[str]:
+        return [m.get_body(preferencelist=('plain',)).get_content() for m in self.messages]

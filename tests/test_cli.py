@@ -225,7 +225,8 @@ async def test_the_embedded_broker_serves_the_gateway(tmp_path: Path, sqlite_url
     await create_lab(sqlite_url)
     port = free_port()
     settings = load_settings(tmp_path / 'fabpanel.toml', environ={
-        'FABPANEL_DATABASE__URL': sqlite_url, 'FABPANEL_MQTT__BROKER': 'embedded', 'FABPANEL_MQTT__PORT': str(port),
+        'FABPANEL_DATABASE__URL': sqlite_url, 'FABPANEL_DATABASE__DATA_DIR': str(tmp_path / 'data'),
+        'FABPANEL_MQTT__BROKER': 'embedded', 'FABPANEL_MQTT__PORT': str(port),
         'FABPANEL_MQTT__EMBEDDED_BIND': '127.0.0.1'})
     assert settings.mqtt.embedded
     panel = await start_panel(settings)

@@ -12,9 +12,10 @@ def register_pages(panel: Panel) -> None:
     from fastapi.responses import JSONResponse
     from nicegui import app
 
-    from . import dashboard
+    from . import auth_pages, dashboard
 
-    dashboard.register(panel.live)
+    auth_pages.register(panel.auth, secure_cookies=panel.settings.web.base_url.startswith('https://'))
+    dashboard.register(panel.live, panel.auth)
 
     @app.get('/healthz')
     def healthz() -> JSONResponse:

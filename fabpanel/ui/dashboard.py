@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from fastapi.responses import RedirectResponse
 from nicegui import context, ui
 from starlette.requests import Request
 
 from fabpanel.i18n import Translator
 from fabpanel.live.state import LiveState
+from fabpanel.services.auth import AuthService
 
-from .layout import HEAD, frame, page_language
+from .layout import HEAD, frame, nav_registered, page_language
 from .machine_tile import machine_tile
+from .session import page_user
 
 # the kiosk shows the time of day so "since 14:05" on a tile reads at a glance; kept by the browser, not the server
 CLOCK_JS = '''<script>
@@ -52,13 +55,19 @@ def _tiles(live: LiveState, _: Translator, large: bool) -> None:
     context.client.on_disconnect(lambda: live.events.machines_reloaded.unsubscribe(reloaded))
 
 
-def register(live: LiveState) -> None:
+def register(live: LiveState, auth: AuthService) -> None:
     @ui.page('/')
-    def dashboard(request: Request) -> None:
-        _ = page_language(request)
-        with frame(_('Machines'), _, path='/'):
+    async def dashboard(request: Request) -> RedirectResponse | None:
+        user = await page_user(request, auth)
+        if isinstance(user, RedirectResponse):
+            return user
+        _ = page_language(request, user)
+        with frame(_('Machines'), _, path='/', user=user):
             _summary(live, _)
             _tiles(live, _, large=False)
+        return None
+
+    nav_registered('/kiosk')
 
     @ui.page('/kiosk')
     def kiosk(request: Request) -> None:

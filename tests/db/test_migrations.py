@@ -40,6 +40,7 @@ def test_one_line_of_history() -> None:
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
 
+
 def _diff(conn: Connection, metadata: sa.MetaData = SQLModel.metadata) -> list:
     context = MigrationContext.configure(conn, opts={'compare_type': True, 'compare_server_default': False})
     return compare_metadata(context, metadata)
@@ -64,26 +65,42 @@ def when(url: str) -> str:
 def seed_rows(url: str) -> dict[str, tuple[str, str]]:
     t = when(url)
     return {
-        'machine_type': ('id, name, auto_logoff_minutes, grace_minutes, authorization_required',
-                         "1, '3D printer', 480, 2, TRUE"),
-        'role': ('id, name, may_use_all_machines, may_maintain, may_administer, may_approve_prints, is_default',
-                 "1, 'Member', FALSE, FALSE, FALSE, FALSE, TRUE"),
-        'machine': ('id, name, type_id, blocked, usage_seconds, last_seen, deleted_at',
-                    f"7, 'Prusa MK4', 1, FALSE, 3600.5, {t}, NULL"),
-        'member': ('id, first_name, last_name, email, language, role_id, disabled, deleted_at, password_hash, '
-                   'must_change_password, created_at',
-                   f"1, 'Giulia', 'Rossi', 'giulia@example.org', 'it', 1, FALSE, NULL, NULL, FALSE, {t}"),
+        'machine_type': (
+            'id, name, auto_logoff_minutes, grace_minutes, authorization_required',
+            "1, '3D printer', 480, 2, TRUE",
+        ),
+        'role': (
+            'id, name, may_use_all_machines, may_maintain, may_administer, may_approve_prints, is_default',
+            "1, 'Member', FALSE, FALSE, FALSE, FALSE, TRUE",
+        ),
+        'machine': (
+            'id, name, type_id, blocked, usage_seconds, last_seen, deleted_at',
+            f"7, 'Prusa MK4', 1, FALSE, 3600.5, {t}, NULL",
+        ),
+        'member': (
+            'id, first_name, last_name, email, language, role_id, disabled, deleted_at, password_hash, '
+            'must_change_password, created_at',
+            f"1, 'Giulia', 'Rossi', 'giulia@example.org', 'it', 1, FALSE, NULL, NULL, FALSE, {t}",
+        ),
         'card': ('id, uid, member_id, label, created_at', f"1, '0a1b2c3d', 1, 'blue tag', {t}"),
         'authorization': ('id, member_id, machine_id, expires_at, created_at', f'1, 1, 7, NULL, {t}'),
-        'maintenance_plan': ('id, machine_id, hours_between, description, lcd_text, instructions_url',
-                             "1, 7, 10.0, 'Clean the nozzle', 'Clean nozzle', ''"),
-        'intervention': ('id, plan_id, machine_id, member_id, at, source, replay, note',
-                         f"1, 1, 7, 1, {t}, 'board', FALSE, ''"),
-        'use': ('id, machine_id, member_id, card_uid, start, last_seen, "end", duration_s, replay, unauthorized',
-                f"1, 7, 1, '0a1b2c3d', {t}, {t}, NULL, NULL, FALSE, FALSE"),
+        'maintenance_plan': (
+            'id, machine_id, hours_between, description, lcd_text, instructions_url',
+            "1, 7, 10.0, 'Clean the nozzle', 'Clean nozzle', ''",
+        ),
+        'intervention': (
+            'id, plan_id, machine_id, member_id, at, source, replay, note',
+            f"1, 1, 7, 1, {t}, 'board', FALSE, ''",
+        ),
+        'use': (
+            'id, machine_id, member_id, card_uid, start, last_seen, "end", duration_s, replay, unauthorized',
+            f"1, 7, 1, '0a1b2c3d', {t}, {t}, NULL, NULL, FALSE, FALSE",
+        ),
         'unknown_card': ('id, uid, machine_id, first_seen, last_seen, attempts', f"1, 'f00dcafe', 7, {t}, {t}, 3"),
-        'board': ('machine_id, serial, ip, firmware, heap, last_seen',
-                  f"7, 'a1b2c3d4e5f6', '192.168.1.50', 'fabomatic,5.1.0', 183204, {t}"),
+        'board': (
+            'machine_id, serial, ip, firmware, heap, last_seen',
+            f"7, 'a1b2c3d4e5f6', '192.168.1.50', 'fabomatic,5.1.0', 183204, {t}",
+        ),
     }
 
 
@@ -109,6 +126,7 @@ async def engine(database_url: str) -> AsyncEngine:
 
 
 # ---- upgrades keep data -----------------------------------------------------------------------------------------
+
 
 async def test_upgrade_from_the_first_revision_keeps_the_data(engine: AsyncEngine, database_url: str) -> None:
     await migrate.upgrade(engine, database_url, FIRST)
@@ -144,6 +162,7 @@ async def test_upgrading_an_up_to_date_database_changes_nothing(engine: AsyncEng
 
 # ---- the models match the migrations ----------------------------------------------------------------------------
 
+
 async def test_models_match_the_migrated_schema(engine: AsyncEngine, database_url: str) -> None:
     """A model changed without a migration shows up here (autogenerate would have something to write)."""
     await migrate.upgrade(engine, database_url)
@@ -168,6 +187,7 @@ async def test_the_schema_comparison_sees_a_missing_migration(tmp_path: Path) ->
 
 # ---- downgrade and back -----------------------------------------------------------------------------------------
 
+
 async def test_downgrade_to_base_and_upgrade_again(engine: AsyncEngine, database_url: str) -> None:
     await migrate.upgrade(engine, database_url)
     await migrate.downgrade(engine, database_url, 'base')
@@ -181,8 +201,12 @@ async def test_downgrade_to_base_and_upgrade_again(engine: AsyncEngine, database
 
 # ---- start-up ---------------------------------------------------------------------------------------------------
 
+
 async def test_startup_migrates_an_empty_database(tmp_path: Path, database_url: str) -> None:
-    settings = load_settings(tmp_path / 'fabpanel.toml', environ={'FABPANEL_DATABASE__URL': database_url})
+    settings = load_settings(
+        tmp_path / 'fabpanel.toml',
+        environ={'FABPANEL_DATABASE__URL': database_url, 'FABPANEL_DATABASE__DATA_DIR': str(tmp_path / 'data')},
+    )
     for _ in range(2):  # a fresh database, then one already up to date
         panel = Panel(settings)
         await panel.start(gateway=False)
@@ -196,6 +220,7 @@ async def test_startup_migrates_an_empty_database(tmp_path: Path, database_url: 
 
 # ---- later migrations: all or nothing ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def add_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     """Install a copy of the migrations with one more revision on top whose upgrade() is `body`."""
@@ -207,7 +232,8 @@ def add_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
             'import sqlalchemy as sa\nfrom alembic import op\n\n'
             f'revision = "ffff"\ndown_revision = "{HEAD}"\nbranch_labels = None\ndepends_on = None\n\n\n'
             'def upgrade():\n' + textwrap.indent(textwrap.dedent(body).strip(), '    ') + '\n\n\n'
-            'def downgrade():\n    pass\n')
+            'def downgrade():\n    pass\n'
+        )
         monkeypatch.setattr(migrate, 'ALEMBIC_DIR', scripts)
         assert migrate.head_revision() == 'ffff'
         return 'ffff'
@@ -226,34 +252,42 @@ async def _lab_with_a_machine(engine: AsyncEngine, url: str) -> None:
 
 # On SQLite alembic's batch mode changes a table by copying it and dropping the original; the machine table is
 # pointed at by board, use, ... so this needs foreign keys off during the migration (and checked after).
-ALTER_MACHINE = '''
+ALTER_MACHINE = """
 if op.get_context().dialect.name == 'sqlite':
     with op.batch_alter_table('machine', recreate='always') as batch:
         batch.add_column(sa.Column('colour', sa.String(20), nullable=False, server_default='black'))
 else:
     op.add_column('machine', sa.Column('colour', sa.String(20), nullable=False, server_default='black'))
-'''
+"""
 
 
 async def test_a_migration_that_rebuilds_a_referenced_table_keeps_its_rows(
-        engine: AsyncEngine, database_url: str, add_revision: Callable[[str], str]) -> None:
+    engine: AsyncEngine, database_url: str, add_revision: Callable[[str], str]
+) -> None:
     await _lab_with_a_machine(engine, database_url)
     head = add_revision(ALTER_MACHINE)
     await migrate.upgrade(engine, database_url)
     assert await migrate.current_revision(engine) == head
     async with engine.connect() as conn:
-        assert (await conn.execute(sa.text('SELECT id, name, colour FROM machine'))).all() == [(7, 'Prusa MK4',
-                                                                                                 'black')]
+        assert (await conn.execute(sa.text('SELECT id, name, colour FROM machine'))).all() == [
+            (7, 'Prusa MK4', 'black')
+        ]
         assert (await conn.execute(sa.text('SELECT machine_id FROM board'))).all() == [(7,)]
     # foreign keys are enforced again after the migration
     with pytest.raises(IntegrityError):
         async with engine.begin() as conn:
-            await conn.execute(insert('board', 'machine_id, serial, ip, firmware, heap, last_seen',
-                                      f"99, '', '', '', 0, {when(database_url)}"))
+            await conn.execute(
+                insert(
+                    'board',
+                    'machine_id, serial, ip, firmware, heap, last_seen',
+                    f"99, '', '', '', 0, {when(database_url)}",
+                )
+            )
 
 
-async def test_a_failing_migration_changes_nothing(engine: AsyncEngine, database_url: str,
-                                                   add_revision: Callable[[str], str]) -> None:
+async def test_a_failing_migration_changes_nothing(
+    engine: AsyncEngine, database_url: str, add_revision: Callable[[str], str]
+) -> None:
     await _lab_with_a_machine(engine, database_url)
     before = await read_rows(engine, seed_rows(database_url))
     add_revision("""
@@ -271,8 +305,9 @@ async def test_a_failing_migration_changes_nothing(engine: AsyncEngine, database
     assert await read_rows(engine, seed_rows(database_url)) == before
 
 
-async def test_a_failing_table_rebuild_leaves_no_copy_behind(engine: AsyncEngine, database_url: str,
-                                                             add_revision: Callable[[str], str]) -> None:
+async def test_a_failing_table_rebuild_leaves_no_copy_behind(
+    engine: AsyncEngine, database_url: str, add_revision: Callable[[str], str]
+) -> None:
     await _lab_with_a_machine(engine, database_url)
     add_revision(ALTER_MACHINE + "raise RuntimeError('the migration broke after the rebuild')\n")
     with pytest.raises(RuntimeError, match='after the rebuild'):
@@ -285,8 +320,9 @@ async def test_a_failing_table_rebuild_leaves_no_copy_behind(engine: AsyncEngine
         assert (await conn.execute(sa.text('SELECT id, name FROM machine'))).all() == [(7, 'Prusa MK4')]
 
 
-async def test_sqlite_refuses_a_migration_that_breaks_foreign_keys(tmp_path: Path,
-                                                                   add_revision: Callable[[str], str]) -> None:
+async def test_sqlite_refuses_a_migration_that_breaks_foreign_keys(
+    tmp_path: Path, add_revision: Callable[[str], str]
+) -> None:
     url = f'sqlite:///{tmp_path}/lab.db'
     engine = create_engine(url)
     try:
@@ -304,14 +340,21 @@ async def test_sqlite_refuses_a_migration_that_breaks_foreign_keys(tmp_path: Pat
 
 # ---- the alembic command line (development) ---------------------------------------------------------------------
 
+
 def test_the_alembic_command_line_upgrades_and_finds_nothing_to_generate(tmp_path: Path) -> None:
     """`alembic -c alembic/alembic.ini upgrade head` and `... check` read the database from fabpanel's settings."""
     ini = migrate.ALEMBIC_DIR / 'alembic.ini'
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith('FABPANEL_')}
     env.update(FABPANEL_CONFIG=str(tmp_path / 'absent.toml'), FABPANEL_DATABASE__URL=f'sqlite:///{tmp_path}/dev.db')
     for command in (['upgrade', 'head'], ['check'], ['current']):
-        result = subprocess.run([sys.executable, '-m', 'alembic', '-c', str(ini), *command], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, '-m', 'alembic', '-c', str(ini), *command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
     assert HEAD in result.stdout
     assert not (tmp_path / 'absent.toml').exists()  # the tool reads settings, it does not write them

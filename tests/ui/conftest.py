@@ -56,6 +56,19 @@ async def _prepare(url: str, extra_machines: Sequence[str], first_names: dict[in
         await engine.dispose()
 
 
+async def _open_session(url: str, member_id: int, out: list[str]) -> None:
+    from fabpanel.db.engine import create_engine
+    from fabpanel.mail.sender import Mailer
+    from fabpanel.services.auth import AuthService
+    from fabpanel.settings import EmailSettings
+
+    engine = create_engine(url)
+    try:
+        out.append(await AuthService(engine, Mailer(EmailSettings()), 'http://test').open_session(member_id))
+    finally:
+        await engine.dispose()
+
+
 class PanelProcess:
     """`python main.py` on a free loopback port, against a seeded SQLite lab and a private Mosquitto."""
 
@@ -68,7 +81,8 @@ class PanelProcess:
         # without pytest's variables: NiceGUI would take the panel for its own test harness
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(('PYTEST_', 'FABPANEL_'))}
         self.env = {**inherited, 'FABPANEL_CONFIG': str(workdir / 'fabpanel.toml'),
-                    'FABPANEL_DATABASE__URL': database_url, 'FABPANEL_MQTT__BROKER': '127.0.0.1',
+                    'FABPANEL_DATABASE__URL': database_url, 'FABPANEL_DATABASE__DATA_DIR': str(workdir / 'data'),
+                    'FABPANEL_MQTT__BROKER': '127.0.0.1',
                     'FABPANEL_MQTT__PORT': str(mqtt_port),
                     'FABPANEL_MQTT__CLIENT_ID': f'fabpanel-ui-{uuid.uuid4().hex[:6]}',
                     'FABPANEL_WEB__HOST': '127.0.0.1', 'FABPANEL_WEB__PORT': str(self.port)}
@@ -87,8 +101,25 @@ class PanelProcess:
         except (OSError, urllib.error.URLError, ValueError):
             return None
 
-    def get(self, path: str, **headers: str) -> str:
-        """The HTML the server sends (what a browser receives before any script runs)."""
+    def session(self, member_id: int = 3) -> str:
+        """A signed-in session of a lab member (default: Anna, staff) without going through the form."""
+        out: list[str] = []
+        _run(_open_session(self.env['FABPANEL_DATABASE__URL'], member_id, out))
+        return out[0]
+
+    def sign_in(self, driver: Any, member_id: int = 3) -> None:
+        """Give a browser the session cookie of a lab member (the sign-in form has tests of its own)."""
+        from fabpanel.ui.session import COOKIE
+
+        driver.get(self.url + '/healthz')  # a cookie can only be set for the origin the browser is on
+        driver.add_cookie({'name': COOKIE, 'value': self.session(member_id), 'path': '/', 'httpOnly': True})
+
+    def get(self, path: str, member_id: int | None = 3, **headers: str) -> str:
+        """The HTML the server sends (what a browser receives before any script runs), signed in by default."""
+        from fabpanel.ui.session import COOKIE
+
+        if member_id is not None:
+            headers['Cookie'] = f'{COOKIE}={self.session(member_id)}'
         request = urllib.request.Request(self.url + path, headers=headers)  # noqa: S310 - our loopback URL
         with urllib.request.urlopen(request, timeout=5) as r:  # noqa: S310 - our own loopback URL
             return r.read().decode()

@@ -40,6 +40,7 @@ def _in_use_by(driver: WebDriver, machine_id: int, name: str) -> bool:
 async def test_dashboard_follows_a_real_board_without_reload(panel: PanelProcess, browser: Callable,
                                                              artifacts: Path) -> None:
     driver = browser(1280, 800)
+    panel.sign_in(driver)
     open_page(driver, panel.url + '/')
     assert set(tile_names(driver)) == LAB_MACHINES
     assert status(driver, PRINTER) == 'offline' and status(driver, 4) == 'blocked'
@@ -73,6 +74,7 @@ async def test_phone_has_no_horizontal_scrolling(make_panel: Callable[..., Panel
     panel = make_panel(extra_machines=['Laser cutter Trotec Speedy 400 flexx (back room, by the window)',
                                        'Ultimaker' + 'S' * 60])
     driver = browser(390, 844, mobile=True)
+    panel.sign_in(driver, member_id=1)  # a member on her phone
     open_page(driver, panel.url + '/')
     async with SimulatedBoard(PRINTER, '127.0.0.1', panel.mqtt_port) as printer:
         await printer.checkuser(GIULIA)
@@ -91,6 +93,7 @@ async def test_phone_has_no_horizontal_scrolling(make_panel: Callable[..., Panel
 async def test_hostile_names_are_text(make_panel: Callable[..., PanelProcess], browser: Callable) -> None:
     panel = make_panel(extra_machines=[HOSTILE], first_names={1: '<b>Giu</b><script>alert(2)</script>'})
     driver = browser(1280, 800)
+    panel.sign_in(driver)
     async with SimulatedBoard(PRINTER, '127.0.0.1', panel.mqtt_port) as printer:
         await printer.startuse(GIULIA)
     for path in ('/', '/kiosk'):
@@ -108,6 +111,7 @@ async def test_hostile_names_are_text(make_panel: Callable[..., PanelProcess], b
 
 async def test_italian_browser_gets_italian(panel: PanelProcess, browser: Callable) -> None:
     driver = browser(1280, 800, lang='it')
+    panel.sign_in(driver)
     open_page(driver, panel.url + '/')
     body = driver.find_element(By.TAG_NAME, 'body').text
     for word in ('Macchine', 'Libere', 'In uso', 'Manutenzione da fare', 'Scheda offline', 'Bloccata', 'Chiosco'):

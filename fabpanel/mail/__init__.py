@@ -1,0 +1,1 @@
+"""Outgoing e-mail: templates per language and an SMTP sender (aiosmtplib)."""
