@@ -12,10 +12,24 @@ def register_pages(panel: Panel) -> None:
     from fastapi.responses import JSONResponse
     from nicegui import app
 
-    from . import auth_pages, dashboard
+    from . import (
+        auth_pages,
+        authorizations,
+        dashboard,
+        enrol,
+        history,
+        machines,
+        maintenance,
+        me,
+        members,
+        settings_pages,
+        system,
+    )
 
     auth_pages.register(panel.auth, secure_cookies=panel.settings.web.base_url.startswith('https://'))
     dashboard.register(panel.live, panel.auth)
+    for family in (members, enrol, machines, settings_pages, authorizations, maintenance, history, me, system):
+        family.register(panel)
 
     @app.get('/healthz')
     def healthz() -> JSONResponse:
