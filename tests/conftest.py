@@ -14,7 +14,7 @@ from fabpanel.app import Panel
 from fabpanel.db.engine import create_engine
 from fabpanel.settings import Settings, load_settings
 
-from .services import POSTGRES_URL, Mosquitto, SmtpSink, missing
+from .support import POSTGRES_URL, Mosquitto, SmtpSink, missing
 
 pytest_plugins = ["nicegui.testing.user_plugin"]  # NiceGUI storage in a temp dir, `User` support
 

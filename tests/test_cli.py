@@ -26,7 +26,7 @@ from fabpanel.settings import load_settings
 
 from .conftest import start_panel
 from .lab import GIULIA, PRINTER, UNKNOWN, create_lab
-from .services import free_port
+from .support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / 'main.py'

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fabpanel.demo import MACHINES
 
-from .services import free_port
+from .support import free_port
 from .test_cli import MAIN, panel_env
 
 

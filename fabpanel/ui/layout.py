@@ -90,7 +90,7 @@ def frame(title: str, _: Translator, path: str = '/', user: CurrentUser | None =
         ui.space()
         if user is not None:
             with ui.button(icon='account_circle').props('flat no-caps color=white data-testid=user-menu'):
-                ui.label(user.first_name).classes('ml-1 hidden sm:inline')
+                ui.label(user.first_name).classes('ml-1 gt-xs')
                 with ui.menu():
                     ui.menu_item(_('Change password'), lambda: ui.navigate.to('/account/password'))
                     ui.menu_item(_('Sign out'), lambda: ui.navigate.to('/logout')).props('data-testid=signout')

@@ -34,7 +34,7 @@ from ..lab import (
     PRINTER,
     UNKNOWN,
 )
-from ..services import Mosquitto
+from ..support import Mosquitto
 from .harness import Spy, database, lab_panel
 
 HOST = '127.0.0.1'

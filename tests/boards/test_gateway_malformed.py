@@ -13,7 +13,7 @@ from fabpanel.boards.simulator import SimulatedBoard
 
 from ..conftest import wait_for
 from ..lab import GIULIA, PRINTER
-from ..services import Mosquitto
+from ..support import Mosquitto
 from .harness import Spy, database, lab_panel
 
 HOST = '127.0.0.1'

@@ -9,7 +9,7 @@ from pathlib import Path
 from fabpanel.boards.simulator import SimulatedBoard
 
 from ..lab import ANNA, DISABLED, DRILL, GIULIA, MARIO, PRINTER, UNKNOWN
-from ..services import Mosquitto
+from ..support import Mosquitto
 from .harness import Spy, database, lab_panel
 
 HOST = '127.0.0.1'

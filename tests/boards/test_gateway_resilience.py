@@ -14,7 +14,7 @@ from fabpanel.db import board_store, loaders
 
 from ..conftest import make_settings, start_panel, wait_for
 from ..lab import ANNA, DRILL, GIULIA, LASER, MARIO, PRINTER, UNKNOWN
-from ..services import Mosquitto
+from ..support import Mosquitto
 from .harness import Spy, database, lab_panel
 
 HOST = '127.0.0.1'

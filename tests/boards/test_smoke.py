@@ -6,7 +6,7 @@ from fabpanel.boards.simulator import SimulatedBoard
 
 from ..conftest import make_settings, start_panel
 from ..lab import GIULIA, PRINTER, UNKNOWN, create_lab
-from ..services import Mosquitto
+from ..support import Mosquitto
 
 
 async def test_checkuser_roundtrip(tmp_path: Path, mosquitto: Mosquitto, sqlite_url: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ..lab import create_lab
-from ..services import Mosquitto, free_port, missing
+from ..support import Mosquitto, free_port, missing
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / 'test-artifacts'
@@ -37,8 +37,9 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coro).result()
 
 
-async def _prepare(url: str, extra_machines: Sequence[str], first_names: dict[int, str]) -> None:
-    """Add machines (ids 100, 101, ...) and rename members, before the panel reads the lab."""
+async def _prepare(url: str, extra_machines: Sequence[str], first_names: dict[int, str],
+                   passwords: dict[int, str] | None = None) -> None:
+    """Add machines (ids 100, 101, ...), rename members and give them passwords, before the panel reads the lab."""
     from fabpanel.db.engine import create_engine, session_factory
     from fabpanel.db.models import Machine, Member
 
@@ -50,6 +51,13 @@ async def _prepare(url: str, extra_machines: Sequence[str], first_names: dict[in
                 member = await session.get(Member, member_id)
                 assert member is not None
                 member.first_name = first_name
+                session.add(member)
+            for member_id, password in (passwords or {}).items():
+                from fabpanel.services.auth import hash_password
+
+                member = await session.get(Member, member_id)
+                assert member is not None
+                member.password_hash = hash_password(password)
                 session.add(member)
             await session.commit()
     finally:
@@ -72,7 +80,7 @@ async def _open_session(url: str, member_id: int, out: list[str]) -> None:
 class PanelProcess:
     """`python main.py` on a free loopback port, against a seeded SQLite lab and a private Mosquitto."""
 
-    def __init__(self, workdir: Path, database_url: str, mqtt_port: int) -> None:
+    def __init__(self, workdir: Path, database_url: str, mqtt_port: int, smtp_port: int | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.mqtt_port = mqtt_port
@@ -85,7 +93,11 @@ class PanelProcess:
                     'FABPANEL_MQTT__BROKER': '127.0.0.1',
                     'FABPANEL_MQTT__PORT': str(mqtt_port),
                     'FABPANEL_MQTT__CLIENT_ID': f'fabpanel-ui-{uuid.uuid4().hex[:6]}',
-                    'FABPANEL_WEB__HOST': '127.0.0.1', 'FABPANEL_WEB__PORT': str(self.port)}
+                    'FABPANEL_WEB__HOST': '127.0.0.1', 'FABPANEL_WEB__PORT': str(self.port),
+                    'FABPANEL_WEB__BASE_URL': self.url}
+        if smtp_port is not None:
+            self.env.update({'FABPANEL_EMAIL__SERVER': '127.0.0.1', 'FABPANEL_EMAIL__PORT': str(smtp_port),
+                             'FABPANEL_EMAIL__USE_TLS': 'false'})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -161,14 +173,15 @@ def make_panel(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[..., P
     """Start the real panel on the known lab; optionally add machines (by name) and rename members first."""
     started: list[PanelProcess] = []
 
-    def make(extra_machines: Sequence[str] = (), first_names: dict[int, str] | None = None) -> PanelProcess:
+    def make(extra_machines: Sequence[str] = (), first_names: dict[int, str] | None = None,
+             passwords: dict[int, str] | None = None, smtp_port: int | None = None) -> PanelProcess:
         workdir = tmp_path / f'panel{len(started)}'
         workdir.mkdir()
         url = f'sqlite:///{workdir}/fabpanel.db'
         _run(create_lab(url))
-        if extra_machines or first_names:
-            _run(_prepare(url, extra_machines, first_names or {}))
-        panel = PanelProcess(workdir, url, mosquitto.port)
+        if extra_machines or first_names or passwords:
+            _run(_prepare(url, extra_machines, first_names or {}, passwords))
+        panel = PanelProcess(workdir, url, mosquitto.port, smtp_port)
         started.append(panel)
         panel.start()
         return panel

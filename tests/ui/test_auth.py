@@ -15,7 +15,7 @@ from fabpanel.ui.session import COOKIE
 
 from ..conftest import make_settings
 from ..lab import create_lab
-from ..services import SmtpSink
+from ..support import SmtpSink
 from .simulation import signed_in, simulated_panel
 
 PASSWORD = 'correct horse battery'
