@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
-from fabpanel.core.protocol import MalformedMessage, encode, parse_payload, parse_topic
+from fabpanel.core.protocol import EXPECTS_REPLY, BoardMessage, MalformedMessage, encode, parse_payload, parse_topic
 from fabpanel.live.state import LiveState
 from fabpanel.services.boards import BoardService
 from fabpanel.settings import MqttSettings
@@ -44,7 +45,7 @@ class BoardGateway:
         self.health = live.gateway
         self.health.broker = f'{settings.host}:{settings.port}'
         self._client: aiomqtt.Client | None = None
-        self._queues: dict[int, deque[tuple[bytes, float, bool]]] = {}
+        self._queues: dict[int, deque[tuple[BoardMessage, float, bool]]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._draining = True
         self._marker = ''
@@ -131,22 +132,34 @@ class BoardGateway:
             if message.payload == self._marker.encode():
                 self._end_drain('marker')
             return
-        self.health.received += 1
+        health = self.health
+        health.received += 1
         if message.retain:
             # boards never retain; a retained message is stale and would come back at every reconnect
             self._drop('retained message ignored', topic)
             return
         try:
             machine_id = parse_topic(topic, self.settings.topic)
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            msg = parse_payload(machine_id, payload)
         except MalformedMessage as e:
-            self._drop('bad topic', str(e))
+            self._drop('malformed message', str(e))
             return
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        received = asyncio.get_running_loop().time()
         queue = self._queues.get(machine_id)
         if queue is None:
+            # nothing pending for this machine: what needs no write is answered right here, without a task
+            now = datetime.now(UTC)
+            try:
+                done, reply = self.service.answer_now(msg, now)
+            except Exception as e:
+                done, reply = True, self._failed(msg, e)
+            if done:
+                self._answer(msg, reply, now, received, self._draining, queue)
+                return
             queue = self._queues[machine_id] = deque()
-        queue.append((payload, asyncio.get_running_loop().time(), self._draining))
-        self.health.backlog += 1
+        queue.append((msg, received, self._draining))
+        health.backlog += 1
         if machine_id not in self._workers:
             self._workers[machine_id] = asyncio.create_task(self._work(machine_id), name=f'board-{machine_id}')
 
@@ -154,14 +167,25 @@ class BoardGateway:
         self.health.malformed += 1
         self._drops.warning(reason, detail)
 
+    def _failed(self, msg: BoardMessage, e: Exception) -> dict[str, Any] | None:
+        self.health.errors += 1
+        self._drops.warning('error handling a board message', f'{msg.action} on machine {msg.machine_id}: {e!r}')
+        log.debug('board message failed', exc_info=True)
+        return self.service.error_reply(msg)
+
     async def _work(self, machine_id: int) -> None:
         queue = self._queues[machine_id]
         try:
             while queue:
-                payload, received, waited = queue.popleft()
+                msg, received, waited = queue.popleft()
                 self.health.backlog -= 1
                 try:
-                    await self._handle(machine_id, payload, received, waited)
+                    now = datetime.now(UTC)
+                    try:
+                        reply = await self.service.handle(msg, now)
+                    except Exception as e:
+                        reply = self._failed(msg, e)
+                    self._answer(msg, reply, now, received, waited, queue)
                 except Exception as e:  # a bug must cost one message, never the machine's worker
                     self.health.errors += 1
                     self._drops.warning('gateway error', f'machine {machine_id}: {e!r}')
@@ -172,34 +196,41 @@ class BoardGateway:
             else:  # a message arrived while finishing: keep going in a new worker
                 self._workers[machine_id] = asyncio.create_task(self._work(machine_id), name=f'board-{machine_id}')
 
-    async def _handle(self, machine_id: int, payload: bytes, received: float, waited: bool) -> None:
-        try:
-            msg = parse_payload(machine_id, payload)
-        except MalformedMessage as e:
-            self._drop('malformed message', f'machine {machine_id}: {e}')
-            return
-        now = datetime.now(UTC)
-        try:
-            reply = await self.service.handle(msg, now)
-        except Exception as e:
-            self.health.errors += 1
-            self._drops.warning('error handling a board message', f'{msg.action} on machine {machine_id}: {e!r}')
-            log.debug('board message failed', exc_info=True)
-            reply = self.service.error_reply(msg)
-        self.health.processed += 1
-        self.health.last_processed_at = now
+    def _answer(self, msg: BoardMessage, reply: dict[str, Any] | None, now: datetime, received: float, waited: bool,
+                queue: deque[tuple[BoardMessage, float, bool]] | None) -> None:
+        health = self.health
+        health.processed += 1
+        health.last_processed_at = now
         if reply is None:
             return
         if waited:
-            self.health.waited += 1
+            health.waited += 1
+            return
+        if queue and any(later.action in EXPECTS_REPLY for later, _, _ in queue):
+            # the board asked something newer, so it gave up on this one: an answer now would be taken as the
+            # answer to the newer question
+            health.late += 1
+            self._drops.warning('answer superseded, not sent', f'machine {msg.machine_id} {msg.action}')
             return
         if asyncio.get_running_loop().time() - received > REPLY_DEADLINE_S:
-            self.health.late += 1
-            self._drops.warning('answer too late, not sent', f'machine {machine_id} {msg.action}')
+            health.late += 1
+            self._drops.warning('answer too late, not sent', f'machine {msg.machine_id} {msg.action}')
             return
-        topic = f'{self.settings.topic}/{machine_id}{self.settings.reply_subtopic}'
-        if await self._publish(topic, encode(reply, topic=topic)):
-            self.health.replied += 1
+        topic = f'{self.settings.topic}/{msg.machine_id}{self.settings.reply_subtopic}'
+        if self._publish_now(topic, encode(reply, topic=topic)):
+            health.replied += 1
+
+    def _publish_now(self, topic: str, payload: bytes) -> bool:
+        """Hand a QoS 0 message to the MQTT client without waiting: nothing to wait for at QoS 0, and awaiting
+        each publish costs a task and a future per reply."""
+        client = self._client
+        if client is None:
+            return False
+        info = client._client.publish(topic, payload, 0)  # noqa: SLF001 - aiomqtt's paho client, same thread
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._drops.warning('publish failed', f'{topic}: {mqtt.error_string(info.rc)}')
+            return False
+        return True
 
     async def _publish(self, topic: str, payload: bytes) -> bool:
         client = self._client

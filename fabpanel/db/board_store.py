@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fabpanel.core.uses import CloseOpen, Effect, InsertClosed, OpenNew, TouchOpen
 
 from .models import Board, Intervention, Machine, UnknownCard, Use
+from .writer import Bulk
 
 use_t = Use.__table__
 machine_t = Machine.__table__
@@ -29,34 +30,71 @@ def _open_row(machine_id: int) -> sa.ColumnElement[bool]:
     return sa.and_(use_t.c.machine_id == machine_id, use_t.c.end.is_(None))
 
 
-async def apply_use_effects(conn: AsyncConnection, machine_id: int, effects: Iterable[Effect]) -> float:
-    """Write a reconciliation outcome; returns the seconds added to the machine's hour counter."""
-    added = 0.0
+# Prebuilt statements for the hot path: executed many rows at a time (executemany) by the group writer.
+# Bind names differ from column names, as SQLAlchemy requires for UPDATE ... SET with bindparams.
+_OPEN_ROW = sa.and_(use_t.c.machine_id == sa.bindparam('b_machine'), use_t.c.end.is_(None))
+CLOSE_OPEN = sa.update(use_t).where(_OPEN_ROW).values(
+    start=sa.bindparam('b_start'), end=sa.bindparam('b_end'), last_seen=sa.bindparam('b_end'),
+    duration_s=sa.bindparam('b_duration'), member_id=sa.bindparam('b_member'), replay=sa.bindparam('b_replay'))
+INSERT_USE = sa.insert(use_t)
+# a heartbeat only moves last-seen forward (a late flush must not move a newer use's time back)
+TOUCH_OPEN = sa.update(use_t).where(_OPEN_ROW).values(last_seen=sa.case(
+    (use_t.c.last_seen < sa.bindparam('b_seen'), sa.bindparam('b_seen')), else_=use_t.c.last_seen))
+ADD_HOURS = sa.update(machine_t).where(machine_t.c.id == sa.bindparam('b_machine')).values(
+    usage_seconds=machine_t.c.usage_seconds + sa.bindparam('b_duration'))
+
+# the order the groups run in, so one message's effects apply in their own order (close before open)
+STEP_CLOSE, STEP_INSERT, STEP_HOURS, STEP_TOUCH = range(4)
+
+
+def use_effect_rows(machine_id: int, effects: Iterable[Effect]) -> tuple[Bulk, ...]:
+    """A reconciliation outcome as rows for the group writer's executemany groups."""
+    rows: list[Bulk] = []
     for effect in effects:
         if isinstance(effect, TouchOpen):
-            await conn.execute(sa.update(use_t).where(_open_row(machine_id)).values(last_seen=effect.last_seen))
+            rows.append(Bulk(STEP_TOUCH, TOUCH_OPEN, {'b_machine': machine_id, 'b_seen': effect.last_seen}))
         elif isinstance(effect, OpenNew):
             u = effect.use
-            await conn.execute(sa.insert(use_t).values(
-                machine_id=machine_id, member_id=u.member_id, card_uid=u.card_uid, start=u.start,
-                last_seen=u.last_seen, replay=u.replay, unauthorized=u.unauthorized))
+            rows.append(Bulk(STEP_INSERT, INSERT_USE, {
+                'machine_id': machine_id, 'member_id': u.member_id, 'card_uid': u.card_uid, 'start': u.start,
+                'last_seen': u.last_seen, 'end': None, 'duration_s': None, 'replay': u.replay,
+                'unauthorized': u.unauthorized}))
         elif isinstance(effect, CloseOpen):
             u = effect.use
-            closed = await conn.execute(sa.update(use_t).where(_open_row(machine_id)).values(
-                start=u.start, end=u.end, last_seen=max(u.end, u.start), duration_s=u.duration_s,
-                member_id=u.member_id, replay=u.replay))
-            if closed.rowcount:  # the hour counter moves only with a use actually written
-                added += u.duration_s
+            # the hour counter moves only if the database really had the use open (memory could be behind an
+            # admin's edit): the close runs alone and its counter row requires it to have changed a row
+            rows.append(Bulk(STEP_CLOSE, CLOSE_OPEN, {
+                'b_machine': machine_id, 'b_start': u.start, 'b_end': u.end, 'b_duration': u.duration_s,
+                'b_member': u.member_id, 'b_replay': u.replay}, guard='close'))
+            rows.append(Bulk(STEP_HOURS, ADD_HOURS, {'b_machine': machine_id, 'b_duration': u.duration_s},
+                             requires='close'))
         elif isinstance(effect, InsertClosed):
             u = effect.use
-            await conn.execute(sa.insert(use_t).values(
-                machine_id=machine_id, member_id=u.member_id, card_uid=u.card_uid, start=u.start, end=u.end,
-                last_seen=u.end, duration_s=u.duration_s, replay=u.replay, unauthorized=u.unauthorized))
-            added += u.duration_s
-    if added:
-        await conn.execute(sa.update(machine_t).where(machine_t.c.id == machine_id)
-                           .values(usage_seconds=machine_t.c.usage_seconds + added))
+            rows.append(Bulk(STEP_INSERT, INSERT_USE, {
+                'machine_id': machine_id, 'member_id': u.member_id, 'card_uid': u.card_uid, 'start': u.start,
+                'last_seen': u.end, 'end': u.end, 'duration_s': u.duration_s, 'replay': u.replay,
+                'unauthorized': u.unauthorized}))
+            rows.append(Bulk(STEP_HOURS, ADD_HOURS, {'b_machine': machine_id, 'b_duration': u.duration_s}))
+    return tuple(rows)
+
+
+async def apply_use_effects(conn: AsyncConnection, machine_id: int, effects: Iterable[Effect]) -> float:
+    """The same writes, row by row (outside the group writer); returns the seconds added to the hour counter."""
+    added, failed = 0.0, set()
+    for row in sorted(use_effect_rows(machine_id, effects), key=lambda r: r.step):
+        if row.requires in failed:
+            continue
+        result = await conn.execute(row.statement, row.params)
+        if row.guard and result.rowcount == 0:
+            failed.add(row.guard)
+        if row.statement is ADD_HOURS:
+            added += row.params['b_duration']
     return added
+
+
+async def touch_open_uses(conn: AsyncConnection, seen: dict[int, datetime]) -> None:
+    if seen:
+        await conn.execute(TOUCH_OPEN, [{'b_machine': m, 'b_seen': t} for m, t in seen.items()])
 
 
 async def record_unknown_card(conn: AsyncConnection, uid: str, machine_id: int, now: datetime) -> None:

@@ -10,13 +10,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 log = logging.getLogger(__name__)
 T = TypeVar('T')
-Work = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """One row for a prebuilt statement. The rows of a batch that share a statement run as one executemany,
+    groups in `step` order, so each writer's rows apply in the order their steps say."""
+
+    step: int
+    statement: Executable
+    params: dict[str, Any]
+    guard: str = ''  # run alone; when it changes no row, this writer's rows that require it are skipped
+    requires: str = ''
+
+
+Work = Callable[[AsyncConnection], Awaitable[Any]] | tuple[Bulk, ...]
 
 MAX_BATCH = 500
 
@@ -45,8 +61,9 @@ class GroupWriter:
                 pass
             self._task = None
 
-    async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` inside a shared transaction; returns once that transaction is committed."""
+    async def write(self, work: Callable[[AsyncConnection], Awaitable[T]] | tuple[Bulk, ...]) -> T:
+        """Run `work` (a coroutine function, or rows for prebuilt statements) inside a shared transaction;
+        returns once that transaction is committed."""
         if self._task is None:
             self.start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -79,8 +96,24 @@ class GroupWriter:
                 future.set_result(result)
 
     async def _transaction(self, works: list[Work]) -> list[Any]:
+        groups: dict[tuple[int, int], tuple[Executable, list[tuple[int, Bulk]]]] = {}
+        for index, work in enumerate(works):
+            if isinstance(work, tuple):
+                for row in work:
+                    groups.setdefault((row.step, id(row.statement)), (row.statement, []))[1].append((index, row))
         async with self._engine.begin() as conn:
-            results = [await work(conn) for work in works]
+            failed: set[tuple[int, str]] = set()  # (writer, guard) whose guarded statement changed nothing
+            for key in sorted(groups):
+                statement, rows = groups[key]
+                rows = [(i, r) for i, r in rows if not r.requires or (i, r.requires) not in failed]
+                guarded = [(i, r) for i, r in rows if r.guard]
+                for i, r in guarded:
+                    if (await conn.execute(statement, r.params)).rowcount == 0:
+                        failed.add((i, r.guard))
+                plain = [r.params for _, r in rows if not r.guard]
+                if plain:
+                    await conn.execute(statement, plain)
+            results = [None if isinstance(work, tuple) else await work(conn) for work in works]
         self.commits += 1
         self.writes += len(works)
         return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -10,6 +12,7 @@ from nicegui.binding import bindable_dataclass
 from .events import Events
 
 OFFLINE_AFTER = timedelta(seconds=90)
+SUMMARY_DELAY_S = 0.05
 
 
 class MachineStatus(StrEnum):
@@ -51,8 +54,11 @@ class MachineLive:
             self.status = status.value
 
 
-@bindable_dataclass
+@dataclass(slots=True)
 class GatewayHealth:
+    """Counters of the board gateway. Plain attributes: they change with every message, and a bindable
+    property costs microseconds per change; the system page reads them on its own refresh."""
+
     connected: bool = False
     broker: str = ''
     received: int = 0
@@ -94,9 +100,27 @@ class LiveState:
         self.unknown_boards: dict[int, datetime] = {}  # machine ids heard from that the database does not know
         self.gateway = GatewayHealth()
         self.events = Events()
+        self.heard: dict[int, datetime] = {}  # last message per machine (MachineLive.last_seen follows it)
         self.summary = LiveSummary()
-        self.events.machine_changed.subscribe(lambda _id: self.refresh_summary())
+        self._summary_due = False
+        self.events.machine_changed.subscribe(lambda _id: self._summary_soon())
         self.events.machines_reloaded.subscribe(lambda _none: self.refresh_summary())
+
+    def _summary_soon(self) -> None:
+        """Count once for a burst of changes (boards may change many tiles a second)."""
+        if self._summary_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.refresh_summary()
+            return
+        self._summary_due = True
+        loop.call_later(SUMMARY_DELAY_S, self._summary_now)
+
+    def _summary_now(self) -> None:
+        self._summary_due = False
+        self.refresh_summary()
 
     def refresh_summary(self) -> None:
         """Server-wide counters the dashboards bind to (computed once per change, not once per browser)."""
@@ -115,20 +139,24 @@ class LiveState:
         return out
 
     def mark_seen(self, machine_id: int, now: datetime) -> None:
+        # every board message lands here: a plain dict write, the bindable tile changes only when it comes online
+        self.heard[machine_id] = now
         m = self.machines.get(machine_id)
-        if m is None:
-            return
-        m.last_seen = now
-        if not m.online:
+        if m is not None and not m.online:
+            m.last_seen = now
             m.online = True
             m.refresh_status()
             self.events.machine_changed.emit(machine_id)
 
     def sweep_offline(self, now: datetime | None = None) -> list[int]:
-        """Mark boards silent for 90 s as offline; called by one server-wide timer, never per client."""
+        """Mark boards silent for 90 s as offline and refresh the shown last-seen times; called by one
+        server-wide timer, never per client."""
         now = now or datetime.now(UTC)
         gone = []
         for m in self.machines.values():
+            heard = self.heard.get(m.id)
+            if heard is not None and (m.last_seen is None or heard > m.last_seen):
+                m.last_seen = heard
             if m.online and (m.last_seen is None or now - m.last_seen > OFFLINE_AFTER):
                 m.online = False
                 m.refresh_status()

@@ -35,6 +35,7 @@ class BoardService:
         self.uses: dict[int, uses.MachineUses] = {}
         self.plans: dict[int, list[PlanUsage]] = {}
         self._seen_dirty: dict[int, datetime] = {}
+        self._touched: dict[int, datetime] = {}  # open uses' latest heartbeat, not yet written
         self._tasks: set[asyncio.Task[Any]] = set()
         # board writes per machine (uses, interventions): those in flight, and a count of those applied to memory;
         # a reload that overlaps one keeps that machine's memory, which is newer than what the reload read
@@ -108,30 +109,43 @@ class BoardService:
         self.live.events.machine_changed.emit(machine_id)
 
     # ---- the board path --------------------------------------------------------------------------------------
-    async def handle(self, msg: BoardMessage, now: datetime) -> Reply | None:
-        """Apply one board message; returns the reply to send (None for `alive`)."""
+    def answer_now(self, msg: BoardMessage, now: datetime) -> tuple[bool, Reply | None]:
+        """Answer at once what needs no write first: (True, reply), or (False, None) when `handle` must run.
+
+        Card and machine checks, announcements and unknown machines are answered from memory; the few rows they
+        produce (unknown cards, board details) are written in the background.
+        """
         machine = self.rules.machines.get(msg.machine_id)
         if machine is None:
             if msg.action is Action.ALIVE:
                 self.live.unknown_boards[msg.machine_id] = now
-                return None
-            return dict(INVALID_MACHINE)
-        self._seen(msg.machine_id, now)
+                return True, None
+            return True, dict(INVALID_MACHINE)
         match msg.action:
-            case Action.ALIVE:
-                await self._alive(msg, now)
-                return None
             case Action.CHECKMACHINE:
-                return self._checkmachine(machine)
+                self._seen(msg.machine_id, now)
+                return True, self._checkmachine(machine)
             case Action.CHECKUSER:
-                return await self._checkuser(msg, now)
-            case Action.STARTUSE | Action.INUSE | Action.STOPUSE:
-                return await self._use(msg, now)
-            case Action.MAINTENANCE:
-                return await self._maintenance(msg, now)
+                self._seen(msg.machine_id, now)
+                return True, self._checkuser(msg, now)
+            case Action.ALIVE:
+                self._seen(msg.machine_id, now)
+                self._alive(msg, now)
+                return True, None
             case Action.SYNCCACHE:
-                return {'request_ok': True, 'cards': access.cache_cards(self.rules, msg.machine_id, now)}
-        return None  # pragma: no cover - Action is exhaustive
+                self._seen(msg.machine_id, now)
+                return True, {'request_ok': True, 'cards': access.cache_cards(self.rules, msg.machine_id, now)}
+        return False, None
+
+    async def handle(self, msg: BoardMessage, now: datetime) -> Reply | None:
+        """Apply one board message; returns the reply to send (None for `alive`)."""
+        done, reply = self.answer_now(msg, now)
+        if done:
+            return reply
+        self._seen(msg.machine_id, now)
+        if msg.action is Action.MAINTENANCE:
+            return await self._maintenance(msg, now)
+        return await self._use(msg, now)
 
     def error_reply(self, msg: BoardMessage) -> Reply | None:
         """What a board is told when handling its message failed."""
@@ -166,14 +180,20 @@ class BoardService:
         self.live.mark_seen(machine_id, now)
 
     async def flush_last_seen(self) -> None:
-        """Persist machines' last-seen times (kept in memory on the hot path, saved every few seconds)."""
+        """Persist machines' last-seen times and open uses' heartbeats (kept in memory on the hot path, saved
+        every few seconds: they are signs of life, not records)."""
         seen, self._seen_dirty = self._seen_dirty, {}
-        if seen:
-            await self.writer.write(lambda conn: board_store.save_last_seen(conn, seen))
+        touched, self._touched = self._touched, {}
+        if seen or touched:
+            async def work(conn: AsyncConnection) -> None:
+                await board_store.save_last_seen(conn, seen)
+                await board_store.touch_open_uses(conn, touched)
 
-    async def _alive(self, msg: BoardMessage, now: datetime) -> None:
-        await self.writer.write(lambda conn: board_store.record_board(
-            conn, msg.machine_id, serial=msg.serial, ip=msg.ip, firmware=msg.version, heap=msg.heap, now=now))
+            await self.writer.write(work)
+
+    def _alive(self, msg: BoardMessage, now: datetime) -> None:
+        self._background(self.writer.write(lambda conn: board_store.record_board(
+            conn, msg.machine_id, serial=msg.serial, ip=msg.ip, firmware=msg.version, heap=msg.heap, now=now)))
         info = self.live.boards.get(msg.machine_id) or BoardInfo(machine_id=msg.machine_id)
         info.serial, info.ip, info.firmware, info.heap, info.last_seen = msg.serial, msg.ip, msg.version, msg.heap, now
         self.live.boards[msg.machine_id] = info
@@ -193,7 +213,7 @@ class BoardService:
             'description': lcd_message(plans),
         }
 
-    async def _checkuser(self, msg: BoardMessage, now: datetime) -> Reply:
+    def _checkuser(self, msg: BoardMessage, now: datetime) -> Reply:
         decision = access.decide_card(self.rules, msg.uid, msg.machine_id, now)
         if decision.verdict is Verdict.UNKNOWN_CARD:
             # not awaited: the answer does not depend on this row, and a card check never waits on the disk
@@ -221,10 +241,14 @@ class BoardService:
             outcome = uses.stop_use(state, duration=msg.duration, replay=msg.replay,
                                     unauthorized=not decision.allowed, **common)
             ok_reply = simple(True, f'Duration {msg.duration} seconds')
+        # a heartbeat alone waits in memory for the next flush; anything else is committed before the answer
+        touch_only = all(isinstance(e, uses.TouchOpen) for e in outcome.effects)
         async with self._write_for(msg.machine_id):
-            if outcome.effects:
-                effects = outcome.effects
-                await self.writer.write(lambda conn: board_store.apply_use_effects(conn, msg.machine_id, effects))
+            if outcome.effects and touch_only:
+                self._touched[msg.machine_id] = outcome.effects[-1].last_seen  # type: ignore[union-attr]
+            elif outcome.effects:
+                self._touched.pop(msg.machine_id, None)  # the rows written carry their own last-seen time
+                await self.writer.write(board_store.use_effect_rows(msg.machine_id, outcome.effects))
             self._commit_uses(msg.machine_id, state, outcome)
         if outcome.state.open is not None and not decision.allowed and state.open != outcome.state.open:
             log.warning('machine %d used by a card the panel refuses (%s): recorded and flagged', msg.machine_id,

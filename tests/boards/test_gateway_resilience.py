@@ -10,7 +10,8 @@ import pytest
 
 from fabpanel.boards import gateway as gateway_mod
 from fabpanel.boards.simulator import SimulatedBoard
-from fabpanel.db import board_store, loaders
+from fabpanel.db import loaders
+from fabpanel.db.writer import GroupWriter
 
 from ..conftest import make_settings, start_panel, wait_for
 from ..lab import ANNA, DRILL, GIULIA, LASER, MARIO, PRINTER, UNKNOWN
@@ -163,14 +164,15 @@ async def test_stop_replayed_after_a_panel_restart_is_a_duplicate(tmp_path: Path
 async def test_slow_write_on_one_machine_does_not_delay_another(tmp_path: Path, mosquitto: Mosquitto,
                                                                 sqlite_url: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    original = board_store.apply_use_effects
+    original = GroupWriter._transaction
 
-    async def slow_for_the_printer(conn, machine_id, effects):  # noqa: ANN001, ANN202
-        if machine_id == PRINTER:
-            await asyncio.sleep(1.5)
-        return await original(conn, machine_id, effects)
+    async def slow_for_the_printer(self, works):  # noqa: ANN001, ANN202
+        rows = [row for work in works if isinstance(work, tuple) for row in work]
+        if any(PRINTER in (row.params.get('machine_id'), row.params.get('b_machine')) for row in rows):
+            await asyncio.sleep(1.5)  # the printer's use write is slow (a lock, a slow disk)
+        return await original(self, works)
 
-    monkeypatch.setattr(board_store, 'apply_use_effects', slow_for_the_printer)
+    monkeypatch.setattr(GroupWriter, '_transaction', slow_for_the_printer)
     async with lab_panel(tmp_path, sqlite_url, mosquitto.port) as panel, database(sqlite_url) as db, \
             Spy(mosquitto.port) as spy, SimulatedBoard(PRINTER, HOST, mosquitto.port) as p, \
             SimulatedBoard(DRILL, HOST, mosquitto.port) as d:
