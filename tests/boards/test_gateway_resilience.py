@@ -239,3 +239,26 @@ async def test_admin_reload_racing_board_writes_keeps_memory_true(tmp_path: Path
         await board.stopuse(MARIO, 5)
         await db.assert_counters_match_uses()
         assert panel.live.gateway.errors == 0
+
+
+async def test_an_answer_the_board_gave_up_on_is_not_sent(tmp_path: Path, mosquitto: Mosquitto, sqlite_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board sends its next request only after an answer or its 2 s timeout: when a newer request of the same
+    board is already waiting, the older answer would be taken as the newer one's, so it is not sent."""
+    original = GroupWriter._transaction
+
+    async def slow(self, works):  # noqa: ANN001, ANN202
+        await asyncio.sleep(0.4)
+        return await original(self, works)
+
+    monkeypatch.setattr(GroupWriter, '_transaction', slow)
+    async with lab_panel(tmp_path, sqlite_url, mosquitto.port) as panel, Spy(mosquitto.port) as spy, \
+            SimulatedBoard(PRINTER, HOST, mosquitto.port) as board:
+        await board.publish_raw('{"action": "startuse", "uid": "%s"}' % GIULIA)
+        await asyncio.sleep(0.05)  # the startuse is now waiting for its write
+        await board.publish_raw('{"action": "checkmachine"}')
+        await spy.expect_replies({PRINTER: 1}, settle=0.8)
+        (reply,) = spy.replies(PRINTER)
+        assert 'is_valid' in reply.json()  # the answer to checkmachine, and only that one
+        assert panel.live.gateway.late == 1
+        assert panel.live.machines[PRINTER].user_first_name == 'Giulia'  # the start was still applied
