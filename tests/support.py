@@ -62,8 +62,8 @@ class Mosquitto:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, '-c', str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / 'mosquitto.log', 'ab'))  # noqa: SIM115
+        with open(self.workdir / 'mosquitto.log', 'ab') as log:  # the child keeps its own copy of the handle
+            self.proc = subprocess.Popen([self.binary, '-c', str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
         wait_port(self.port)
 
     def stop(self) -> None:
