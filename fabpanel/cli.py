@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fabpanel import logbuffer
 from fabpanel.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command')
     sub.add_parser('run', help='run the panel (the default)')
     sub.add_parser('migrate', help='bring the database schema up to date and exit')
+    admin = sub.add_parser('create-admin', help='create an admin (or make a member admin); password from stdin')
+    admin.add_argument('email')
+    admin.add_argument('--first-name', default='Admin')
     return p
 
 
@@ -34,6 +38,7 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for noisy in ('aiosqlite', 'asyncio', 'amqtt', 'transitions', 'uvicorn.access', 'alembic.runtime.plugins'):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logbuffer.install()  # the recent lines the system page shows, personal data masked
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as e:
         print(f'fabpanel: {e}', file=sys.stderr)
         sys.exit(2)
+    if args.command == 'create-admin':
+        _create_admin(settings, args.email, args.first_name)
+        return
     if args.command == 'migrate':
         _migrate(settings)
         return
@@ -74,6 +82,45 @@ def _migrate(settings: Settings) -> None:
               file=sys.stderr)
         sys.exit(1)
     print('database is up to date')
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass('Password: ')
+        if getpass.getpass('Again: ') != first:
+            print('fabpanel: the two passwords differ', file=sys.stderr)
+            sys.exit(2)
+        return first
+    return sys.stdin.readline().rstrip('\r\n')  # scripted: the first line of standard input
+
+
+def _create_admin(settings: Settings, email: str, first_name: str) -> None:
+    import asyncio
+
+    from fabpanel.db.engine import create_engine
+    from fabpanel.db.migrate import upgrade
+    from fabpanel.mail.sender import Mailer
+    from fabpanel.services.auth import AuthError, AuthService
+
+    password = _read_password()
+
+    async def go() -> None:
+        engine = create_engine(settings.database.url)
+        try:
+            await upgrade(engine, settings.database.url)
+            auth = AuthService(engine, Mailer(settings.email), settings.web.base_url)
+            await auth.create_admin(email, password, first_name=first_name)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(go())
+    except AuthError as e:
+        print(f'fabpanel: {e}', file=sys.stderr)
+        sys.exit(2)
+    print(f'{email} is an admin now')
 
 
 def check_ports(settings: Settings, demo: bool) -> None:

@@ -11,7 +11,7 @@ async def confirm(_: Translator, title: str, message: str, ok_label: str, danger
     """Ask before a destructive action; the message says what will happen (e.g. the effect on hour counters)."""
     with ui.dialog() as dialog, ui.card().classes('max-w-md'):
         ui.label(title).classes('text-lg font-semibold')
-        ui.label(message).classes('whitespace-pre-line')
+        ui.label(message).classes('whitespace-pre-line wrap-anywhere')  # long member-typed names must not overflow
         with ui.row().classes('w-full justify-end gap-2'):
             ui.button(_('Cancel'), on_click=lambda: dialog.submit(False)).props('flat').mark('cancel')
             ui.button(ok_label, on_click=lambda: dialog.submit(True)).props(

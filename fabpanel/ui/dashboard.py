@@ -52,7 +52,8 @@ def _tiles(live: LiveState, _: Translator, large: bool) -> None:
 
     # machines added or removed: rebuild this browser's grid; forget it when the browser goes away
     live.events.machines_reloaded.subscribe(reloaded)
-    context.client.on_disconnect(lambda: live.events.machines_reloaded.unsubscribe(reloaded))
+    # on_delete, not on_disconnect: a brief network drop reconnects to the same page, which must keep following
+    context.client.on_delete(lambda: live.events.machines_reloaded.unsubscribe(reloaded))
 
 
 def register(live: LiveState, auth: AuthService) -> None:

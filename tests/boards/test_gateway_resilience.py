@@ -254,7 +254,7 @@ async def test_an_answer_the_board_gave_up_on_is_not_sent(tmp_path: Path, mosqui
     monkeypatch.setattr(GroupWriter, '_transaction', slow)
     async with lab_panel(tmp_path, sqlite_url, mosquitto.port) as panel, Spy(mosquitto.port) as spy, \
             SimulatedBoard(PRINTER, HOST, mosquitto.port) as board:
-        await board.publish_raw('{"action": "startuse", "uid": "%s"}' % GIULIA)
+        await board.publish_raw(f'{{"action": "startuse", "uid": "{GIULIA}"}}')
         await asyncio.sleep(0.05)  # the startuse is now waiting for its write
         await board.publish_raw('{"action": "checkmachine"}')
         await spy.expect_replies({PRINTER: 1}, settle=0.8)
