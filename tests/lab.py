@@ -77,8 +77,9 @@ async def fix_sequences(session: AsyncSession) -> None:
     """Rows inserted with explicit ids leave PostgreSQL's id sequences behind: move them past the rows."""
     if session.bind.dialect.name != 'postgresql':
         return
+    conn = await session.connection()
     for table in ('role', 'machine_type', 'member', 'card', 'authorization', 'maintenance_plan'):
-        await session.execute(sa.text(
+        await conn.execute(sa.text(
             f'SELECT setval(pg_get_serial_sequence(\'"{table}"\', \'id\'), '
             f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'))  # noqa: S608 - names from the list
     await session.commit()
