@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fabpanel.boards.embedded import EmbeddedBroker
 from fabpanel.boards.gateway import BoardGateway
 from fabpanel.db import migrate
-from fabpanel.db.engine import create_engine
+from fabpanel.db.engine import checkpoint_sqlite, create_engine, sqlite_path
 from fabpanel.db.writer import GroupWriter
 from fabpanel.live.state import LiveState
 from fabpanel.mail.sender import Mailer
@@ -25,6 +25,7 @@ from fabpanel.settings import Settings
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
+CHECKPOINT_EVERY_S = 5.0
 
 
 class Panel:
@@ -61,6 +62,9 @@ class Panel:
             self.gateway = BoardGateway(s.mqtt, self.boards, self.live)
             self._tasks.append(asyncio.create_task(self.gateway.run(), name='board-gateway'))
         self._tasks.append(asyncio.create_task(self._sweep(), name='offline-sweep'))
+        db_file = sqlite_path(s.database.url)
+        if db_file is not None:
+            self._tasks.append(asyncio.create_task(self._checkpoints(db_file), name='sqlite-checkpoints'))
         # what start-up loaded lives as long as the process: keep it out of the collector's full passes,
         # which otherwise stall the event loop for 100 ms and more on a large lab
         gc.collect()
@@ -85,6 +89,14 @@ class Panel:
         if self.broker is not None:
             await self.broker.stop()
         await self.engine.dispose()
+
+    async def _checkpoints(self, db_file: Path) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await asyncio.to_thread(checkpoint_sqlite, db_file)
+            except Exception as e:  # a busy database just waits for the next round
+                log.warning('database checkpoint failed: %s', e)
 
     async def _sweep(self) -> None:
         while True:

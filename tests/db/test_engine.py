@@ -95,3 +95,25 @@ async def test_postgres_scheme_alias_connects(database_url: str) -> None:
             assert (await conn.execute(sa.text('SELECT current_database()'))).scalar() == database_url.rsplit('/')[-1]
     finally:
         await engine.dispose()
+
+
+async def test_sqlite_checkpoints_run_outside_commits(tmp_path: Path) -> None:
+    """Commits never checkpoint (an fsync a board's answer would wait for); the background checkpoint does."""
+    import sqlite3
+
+    from fabpanel.db.engine import checkpoint_sqlite
+
+    path = tmp_path / 'ck.db'
+    engine = create_engine(f'sqlite:///{path}')
+    try:
+        async with engine.begin() as conn:
+            assert (await conn.exec_driver_sql('PRAGMA wal_autocheckpoint')).scalar() == 0
+            await conn.exec_driver_sql('CREATE TABLE t (x TEXT)')
+            for _ in range(200):
+                await conn.exec_driver_sql("INSERT INTO t VALUES (hex(randomblob(2000)))")
+        checkpoint_sqlite(path)
+        with sqlite3.connect(path) as db:
+            busy, log_frames, checkpointed = db.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
+        assert busy == 0 and log_frames == checkpointed  # everything in the log is in the database file
+    finally:
+        await engine.dispose()
