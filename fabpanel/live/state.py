@@ -12,7 +12,7 @@ from nicegui.binding import bindable_dataclass
 from .events import Events
 
 OFFLINE_AFTER = timedelta(seconds=90)
-SUMMARY_DELAY_S = 0.05
+SUMMARY_DELAY_S = 0.0  # after the changes of this loop turn: one count, sent with the tile updates
 
 
 class MachineStatus(StrEnum):
