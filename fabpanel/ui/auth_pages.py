@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi.responses import RedirectResponse
 from nicegui import app, ui
 from starlette.requests import Request
 
 from fabpanel.core.auth import safe_next, valid_email
+from fabpanel.i18n import Translator
 from fabpanel.services.auth import AuthError, AuthService
 
 from .layout import frame, page_language
 from .session import COOKIE, Handoffs, page_user
+
+
+def _new_password_form(_: Translator, save: Callable[[str], Awaitable[str | None]]) -> None:
+    """Two password fields and a save button; `save` returns an error text or None."""
+    new = ui.input(_('New password'), password=True).props(
+        'autocomplete=new-password data-testid=new-password').classes('w-full').mark('new-password')
+    again = ui.input(_('New password again'), password=True).props(
+        'autocomplete=new-password data-testid=new-password-again').classes('w-full').mark('new-password-again')
+    error = ui.label().classes('text-red-700').props('role=alert')
+
+    async def submit() -> None:
+        if new.value != again.value:
+            error.text = _('The two passwords differ.')
+            return
+        error.text = await save(new.value or '') or ''
+
+    ui.button(_('Save the password'), on_click=submit).classes('w-full').props('data-testid=save-password').mark(
+        'save-password')
 
 
 def register(auth: AuthService, secure_cookies: bool) -> None:
@@ -110,42 +131,19 @@ def register(auth: AuthService, secure_cookies: bool) -> None:
     @ui.page('/reset')
     async def reset(request: Request, token: str = '') -> None:
         _ = page_language(request)
+        weak = _('Choose a longer password: at least 10 characters, not your e-mail.')
+
+        async def save(password: str) -> str | None:
+            try:
+                await auth.reset_password(token, password)
+            except AuthError as e:
+                return _('This link is no longer valid: ask for a new one.') if e.code == 'bad_token' else weak
+            ui.notify(_('Your password is changed. Sign in with it.'), type='positive')
+            ui.navigate.to('/login')
+            return None
+
         with frame(_('Choose a new password'), _, path='/reset'), ui.card().classes('w-full max-w-sm self-center'):
-            new = (
-                ui.input(_('New password'), password=True)
-                .props('autocomplete=new-password')
-                .classes('w-full')
-                .props('data-testid=new-password')
-                .mark('new-password')
-            )
-            again = (
-                ui.input(_('New password again'), password=True)
-                .props('autocomplete=new-password')
-                .classes('w-full')
-                .props('data-testid=new-password-again')
-                .mark('new-password-again')
-            )
-            error = ui.label().classes('text-red-700').props('role=alert')
-
-            async def submit() -> None:
-                if new.value != again.value:
-                    error.text = _('The two passwords differ.')
-                    return
-                try:
-                    await auth.reset_password(token, new.value or '')
-                except AuthError as e:
-                    error.text = (
-                        _('This link is no longer valid: ask for a new one.')
-                        if e.code == 'bad_token'
-                        else _('Choose a longer password: at least 10 characters, not your e-mail.')
-                    )
-                    return
-                ui.notify(_('Your password is changed. Sign in with it.'), type='positive')
-                ui.navigate.to('/login')
-
-            ui.button(_('Save the password'), on_click=submit).classes('w-full').props(
-                'data-testid=save-password'
-            ).mark('save-password')
+            _new_password_form(_, save)
 
     @ui.page('/account/password')
     async def change_password(request: Request) -> RedirectResponse | None:
@@ -160,37 +158,17 @@ def register(auth: AuthService, secure_cookies: bool) -> None:
         ):
             if user.must_change_password:
                 ui.label(_('Please choose your own password before you go on.')).classes('text-amber-800')
-            new = (
-                ui.input(_('New password'), password=True)
-                .props('autocomplete=new-password')
-                .classes('w-full')
-                .props('data-testid=new-password')
-                .mark('new-password')
-            )
-            again = (
-                ui.input(_('New password again'), password=True)
-                .props('autocomplete=new-password')
-                .classes('w-full')
-                .props('data-testid=new-password-again')
-                .mark('new-password-again')
-            )
-            error = ui.label().classes('text-red-700').props('role=alert')
 
-            async def submit() -> None:
-                if new.value != again.value:
-                    error.text = _('The two passwords differ.')
-                    return
+            async def save(password: str) -> str | None:
                 try:
-                    await auth.change_password(user.member_id, new.value or '', keep_session=token)
+                    await auth.change_password(user.member_id, password, keep_session=token)
                 except AuthError:
-                    error.text = _('Choose a longer password: at least 10 characters, not your e-mail.')
-                    return
+                    return _('Choose a longer password: at least 10 characters, not your e-mail.')
                 ui.notify(_('Your password is changed.'), type='positive')
                 ui.navigate.to('/')
+                return None
 
-            ui.button(_('Save the password'), on_click=submit).classes('w-full').props(
-                'data-testid=save-password'
-            ).mark('save-password')
+            _new_password_form(_, save)
         return None
 
     @ui.page('/forbidden')
