@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from fabpanel.db.models import (
     Role,
     Use,
 )
+from fabpanel.services.auth import CurrentUser
 
 GIULIA = '0a1b2c3d'  # plain member, authorized on machine 1
 MARIO = '11223344'  # maintainer, authorized on 1 and 2
@@ -127,3 +129,12 @@ async def add_board_extras(url: str) -> None:
             await fix_sequences(session)
     finally:
         await engine.dispose()
+
+
+# The lab's people as a signed-in session sees them (for service tests that act as someone)
+ADMIN_USER = CurrentUser(member_id=3, first_name='Anna', last_name='Verdi', email='anna@example.org', language='',
+                         role_name='Staff', may_use_all_machines=True, may_maintain=True, may_administer=True,
+                         may_approve_prints=True, must_change_password=False)
+MAINTAINER_USER = replace(ADMIN_USER, member_id=2, first_name='Mario', role_name='Maintainer',
+                          may_use_all_machines=False, may_administer=False, may_approve_prints=False)
+MEMBER_USER = replace(MAINTAINER_USER, member_id=1, first_name='Giulia', role_name='Member', may_maintain=False)

@@ -4,7 +4,6 @@ and the boards' memory consistent (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
@@ -26,18 +25,12 @@ from fabpanel.core.history import (
 )
 from fabpanel.core.protocol import Action, BoardMessage
 from fabpanel.db.models import Machine, Member, Use
-from fabpanel.services.auth import CurrentUser
 from fabpanel.services.history import HistoryError, HistoryService, UseFilter
 
 from ..conftest import make_settings
-from ..lab import GIULIA, LASER, MARIO, PRINTER, create_lab
+from ..lab import ADMIN_USER, GIULIA, LASER, MAINTAINER_USER, MARIO, MEMBER_USER, PRINTER, create_lab
 
-ADMIN = CurrentUser(member_id=3, first_name='Anna', last_name='Verdi', email='anna@example.org', language='',
-                    role_name='Staff', may_use_all_machines=True, may_maintain=True, may_administer=True,
-                    may_approve_prints=True, must_change_password=False)
-MAINTAINER = replace(ADMIN, member_id=2, first_name='Mario', role_name='Maintainer', may_use_all_machines=False,
-                     may_administer=False, may_approve_prints=False)
-MEMBER = replace(MAINTAINER, member_id=1, first_name='Giulia', role_name='Member', may_maintain=False)
+ADMIN, MAINTAINER, MEMBER = ADMIN_USER, MAINTAINER_USER, MEMBER_USER
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 

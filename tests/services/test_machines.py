@@ -14,17 +14,12 @@ from fabpanel.app import Panel
 from fabpanel.core.protocol import Action, BoardMessage
 from fabpanel.core.remote import Refusal, RemoteRefused
 from fabpanel.db.models import Card, Machine, Use
-from fabpanel.services.auth import CurrentUser
 from fabpanel.services.machines import MachineService, Refused, lcd_preview, parse_int
 
 from ..conftest import make_settings
-from ..lab import ANNA, BLOCKED, DRILL, GIULIA, LASER, PRINTER, create_lab
+from ..lab import ADMIN_USER, ANNA, BLOCKED, DRILL, GIULIA, LASER, MEMBER_USER, PRINTER, create_lab
 
-ADMIN = CurrentUser(member_id=3, first_name='Anna', last_name='Verdi', email='anna@example.org', language='',
-                    role_name='Staff', may_use_all_machines=True, may_maintain=True, may_administer=True,
-                    may_approve_prints=True, must_change_password=False)
-MEMBER = replace(ADMIN, member_id=1, first_name='Giulia', role_name='Member', may_use_all_machines=False,
-                 may_maintain=False, may_administer=False, may_approve_prints=False)
+ADMIN, MEMBER = ADMIN_USER, MEMBER_USER
 NOW = datetime.now(UTC)
 
 

@@ -16,7 +16,6 @@ from openpyxl import load_workbook
 from fabpanel.app import Panel
 from fabpanel.core.protocol import Action, BoardMessage
 from fabpanel.db.models import Intervention, Machine, MaintenancePlan, Use
-from fabpanel.services.auth import CurrentUser
 from fabpanel.services.maintenance import (
     MaintenanceError,
     MaintenanceService,
@@ -27,14 +26,9 @@ from fabpanel.services.maintenance import (
 )
 
 from ..conftest import make_settings
-from ..lab import GIULIA, LASER, MARIO, PRINTER, create_lab
+from ..lab import ADMIN_USER, GIULIA, LASER, MAINTAINER_USER, MARIO, MEMBER_USER, PRINTER, create_lab
 
-ADMIN = CurrentUser(member_id=3, first_name='Anna', last_name='Verdi', email='anna@example.org', language='',
-                    role_name='Staff', may_use_all_machines=True, may_maintain=True, may_administer=True,
-                    may_approve_prints=True, must_change_password=False)
-MAINTAINER = replace(ADMIN, member_id=2, first_name='Mario', role_name='Maintainer', may_use_all_machines=False,
-                     may_administer=False, may_approve_prints=False)
-MEMBER = replace(MAINTAINER, member_id=1, first_name='Giulia', role_name='Member', may_maintain=False)
+ADMIN, MAINTAINER, MEMBER = ADMIN_USER, MAINTAINER_USER, MEMBER_USER
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
