@@ -53,3 +53,12 @@ class Events:
                                                           'an unknown card was shown; arg: (machine, uid)')
         self.maintenance_done: Event[int] = Event('MAINTENANCE_DONE', 'an intervention was recorded; arg: machine id')
         self.board_seen: Event[int] = Event('BOARD_SEEN', 'a board announced itself; arg: machine id')
+        self.printer_changed: Event[int] = Event('PRINTER_CHANGED', 'a printer tile changed; arg: printer id')
+        self.printers_reloaded: Event[None] = Event('PRINTERS_RELOADED', 'printers were added, edited or removed')
+        self.printer_sample: Event[tuple[int, Any]] = Event(
+            'PRINTER_SAMPLE', 'a temperature chart point was kept; arg: (printer id, live.printers.Sample)')
+        self.printer_console: Event[tuple[int, str, str]] = Event(
+            'PRINTER_CONSOLE', 'a console line; arg: (printer id, direction > or <, line)')
+        self.job_started: Event[tuple[int, int]] = Event('JOB_STARTED', 'a print job started; arg: (printer, job id)')
+        self.job_ended: Event[tuple[int, int, str]] = Event(
+            'JOB_ENDED', 'a print job ended; arg: (printer id, job id, core.printers.JobOutcome value)')

@@ -10,6 +10,7 @@ from enum import StrEnum
 from nicegui.binding import bindable_dataclass
 
 from .events import Events
+from .printers import PrinterLive, TemperatureHistory
 
 OFFLINE_AFTER = timedelta(seconds=90)
 SUMMARY_DELAY_S = 0.0  # after the changes of this loop turn: one count, sent with the tile updates
@@ -96,6 +97,8 @@ class LiveSummary:
 class LiveState:
     def __init__(self) -> None:
         self.machines: dict[int, MachineLive] = {}
+        self.printers: dict[int, PrinterLive] = {}
+        self.temperatures: dict[int, TemperatureHistory] = {}  # per printer, for the charts
         self.boards: dict[int, BoardInfo] = {}
         self.unknown_boards: dict[int, datetime] = {}  # machine ids heard from that the database does not know
         self.gateway = GatewayHealth()
