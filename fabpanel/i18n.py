@@ -36,6 +36,10 @@ class Translator:
     def pgettext(self, context: str, message: str) -> str:
         return self._catalog.pgettext(context, message)
 
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        # Italian and English share the one/other rule, but the catalog's Plural-Forms decides for any language
+        return self._catalog.ngettext(singular, plural, n)
+
 
 @cache
 def translations(lang: str) -> gettext.NullTranslations:

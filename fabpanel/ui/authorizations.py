@@ -15,7 +15,7 @@ from fabpanel.services.authorizations import AuthorizationService, AuthRow, Stat
 from fabpanel.services.exports import xlsx
 from fabpanel.services.machines import Refused, parse_int
 
-from .components import confirm, download_xlsx, empty
+from .components import aria, confirm, download_xlsx, empty
 from .layout import frame, nav_registered, page_language
 from .machines import Actor, admin_actor, error_label, pager, refusal_text
 from .session import administers, page_user
@@ -169,10 +169,10 @@ class AuthorizationsPage:
                     'text-sm ' + ('text-red-700 font-semibold' if r.expired else 'text-slate-500')).mark(
                     f'status-{key}')
             with ui.row().classes('gap-1 shrink-0'):
-                ui.button(icon='event', on_click=lambda r=r: self.edit_expiry(r)).props(
-                    'flat round dense aria-label=Expiry').mark(f'expiry-{key}')
-                ui.button(icon='person_remove', on_click=lambda r=r: self.revoke(r)).props(
-                    'flat round dense color=negative aria-label=Revoke').mark(f'revoke-{key}')
+                aria(ui.button(icon='event', on_click=lambda r=r: self.edit_expiry(r)).props(
+                    'flat round dense').mark(f'expiry-{key}'), _('Change the expiry date'))
+                aria(ui.button(icon='person_remove', on_click=lambda r=r: self.revoke(r)).props(
+                    'flat round dense color=negative').mark(f'revoke-{key}'), _('Revoke'))
 
     # ---- actions ---------------------------------------------------------------------------------------------------
     def open_machine(self, value: Any) -> None:

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from babel.numbers import format_decimal
 from nicegui import ui
+from nicegui.element import Element
 
 from fabpanel.i18n import Translator
+
+
+def hours_text(_: Translator, hours: float) -> str:
+    """Hours in the reader's number format (1,234.5 h / 1.234,5 h)."""
+    # one decimal, unless that would show a short plan (e.g. every 0.01 h) as 0.0
+    pattern = '#,##0.0' if hours == 0 or abs(hours) >= 0.1 else '0.0##'
+    return _('{hours} h').format(hours=format_decimal(hours, format=pattern, locale=_.lang))
+
+
+def aria(element: Element, label: str) -> Element:
+    """Name an icon-only control for screen readers, in the page's language (set as a prop value, so any
+    text is safe: it is never parsed as a props string)."""
+    element.props['aria-label'] = label
+    return element
 
 
 async def confirm(_: Translator, title: str, message: str, ok_label: str, danger: bool = True) -> bool:

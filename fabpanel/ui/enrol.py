@@ -17,7 +17,7 @@ from fabpanel.services.auth import CurrentUser
 from fabpanel.services.enrolment import WAIT_SECONDS, CardWait, EnrolmentService, Sighting
 from fabpanel.services.members import MemberError, MemberService
 
-from .components import confirm, empty
+from .components import aria, confirm, empty
 from .layout import frame, nav_registered, page_language
 from .members import acting, card_chip, error_text, field_error, when_text
 from .session import administers, page_user
@@ -162,9 +162,10 @@ def register(panel: Panel) -> None:
                 ui.label(_('Cards the boards did not know, the most recent first.')).classes('text-sm text-slate-600')
                 box = ui.column().classes('w-full gap-2')
                 with ui.row().classes('w-full items-center justify-center gap-2'):
-                    prev = ui.button(icon='chevron_left').props('flat round aria-label=Previous').mark('prev-page')
+                    prev = aria(ui.button(icon='chevron_left').props('flat round').mark('prev-page'),
+                                _('Previous page'))
                     where = ui.label().mark('page')
-                    nxt = ui.button(icon='chevron_right').props('flat round aria-label=Next').mark('next-page')
+                    nxt = aria(ui.button(icon='chevron_right').props('flat round').mark('next-page'), _('Next page'))
 
         async def show(actor: CurrentUser | None = None) -> None:
             actor = actor or await current()

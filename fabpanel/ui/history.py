@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from babel.numbers import format_decimal
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 from starlette.requests import Request
@@ -17,7 +16,7 @@ from fabpanel.i18n import N_, Translator
 from fabpanel.services.auth import AuthService, CurrentUser
 from fabpanel.services.history import PER_PAGE, HistoryError, HistoryService, UseFilter, UseRow
 
-from .components import confirm, download_xlsx, empty
+from .components import aria, confirm, download_xlsx, empty, hours_text
 from .layout import frame, nav_registered, page_language
 from .session import COOKIE, Permission, administers, page_user
 
@@ -38,12 +37,6 @@ PRESETS = ((Preset.TODAY, N_('Today')), (Preset.WEEK, N_('7 days')), (Preset.MON
 
 
 # ---- small helpers the maintenance pages share -------------------------------------------------------------------
-def hours_text(_: Translator, hours: float) -> str:
-    # one decimal, unless that would show a short plan (e.g. every 0.01 h) as 0.0
-    pattern = '#,##0.0' if hours == 0 or abs(hours) >= 0.1 else '0.0##'
-    return _('{hours} h').format(hours=format_decimal(hours, format=pattern, locale=_.lang))
-
-
 def when_text(at: datetime | None) -> str:
     return at.astimezone().strftime('%Y-%m-%d %H:%M') if at is not None else ''
 
@@ -185,11 +178,11 @@ def register(panel: Panel) -> None:
             totals = ui.label().classes('text-slate-700 font-medium').mark('totals')
             listing = ui.column().classes('w-full gap-2')
             with ui.row().classes('w-full items-center justify-center gap-2'):
-                previous = ui.button(icon='chevron_left', on_click=lambda: turn(-1)).props(
-                    'flat round aria-label=Previous').mark('previous')
+                previous = aria(ui.button(icon='chevron_left', on_click=lambda: turn(-1)).props(
+                    'flat round').mark('previous'), _('Previous page'))
                 page_label = ui.label().mark('page')
-                following = ui.button(icon='chevron_right', on_click=lambda: turn(1)).props(
-                    'flat round aria-label=Next').mark('next')
+                following = aria(ui.button(icon='chevron_right', on_click=lambda: turn(1)).props(
+                    'flat round').mark('next'), _('Next page'))
 
         def read_filters() -> bool:
             period_error.text = ''
@@ -220,7 +213,8 @@ def register(panel: Panel) -> None:
                 result = await service.uses(current, view.filter(), page=view.page)
             if mine != view.shown:
                 return
-            totals.text = _('{count} uses · {hours} · {open} open').format(
+            totals.text = _.ngettext('{count} use · {hours} · {open} open', '{count} uses · {hours} · {open} open',
+                                     result.total).format(
                 count=result.total, hours=hours_text(_, result.hours), open=result.open_count)
             page_label.text = _('Page {page} of {pages}').format(page=view.page + 1, pages=pages)
             previous.set_enabled(view.page > 0)

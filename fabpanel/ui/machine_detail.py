@@ -15,7 +15,7 @@ from fabpanel.i18n import Translator
 from fabpanel.live.state import BoardInfo, MachineLive
 from fabpanel.services.machines import CardChoice, MachineRow, MachineService, Refused
 
-from .components import confirm, empty
+from .components import confirm, empty, hours_text
 from .layout import frame, page_language
 from .machine_tile import since_text, status_labels
 from .machines import (
@@ -23,7 +23,6 @@ from .machines import (
     admin_actor,
     duration,
     error_label,
-    hours,
     name_input,
     pager,
     refusal_text,
@@ -68,7 +67,7 @@ def _now_card(_: Translator, m: MachineLive, send: Handler, stop: Handler, block
             'Board offline: not heard in the last 90 seconds')).classes('text-sm text-slate-600').mark('board-online')
         with ui.row().classes('items-baseline gap-2'):
             ui.label(_('Hour counter')).classes('text-sm text-slate-500')
-            ui.label().bind_text_from(m, 'usage_hours', backward=hours).classes(
+            ui.label().bind_text_from(m, 'usage_hours', backward=lambda h: hours_text(_, h)).classes(
                 'text-2xl font-semibold tabular-nums').mark('hour-counter')
         with ui.row().classes('gap-2'):
             ui.button(_('Remote start'), icon='play_arrow', on_click=send).bind_enabled_from(m, 'online').mark(
@@ -105,8 +104,8 @@ async def _plans_card(_: Translator, machines: MachineService, machine_id: int) 
         for p in plans:
             with ui.row().classes('w-full items-baseline justify-between gap-2'):
                 ui.label(p.description).classes('[overflow-wrap:anywhere] min-w-0')
-                status = (_('Due now') if p.due else _('{hours} h left').format(hours=f'{p.hours_left:,.1f}'))
-                ui.label(_('every {hours} h').format(hours=f'{p.hours_between:g}') + ' · ' + status).classes(
+                status = (_('Due now') if p.due else _('{hours} left').format(hours=hours_text(_, p.hours_left)))
+                ui.label(_('every {hours}').format(hours=hours_text(_, p.hours_between)) + ' · ' + status).classes(
                     'text-sm ' + ('text-amber-800 font-semibold' if p.due else 'text-slate-500'))
         ui.link(_('Plans and interventions'), '/maintenance').classes('text-sm')
 

@@ -16,7 +16,7 @@ from fabpanel.i18n import Translator
 from fabpanel.services.auth import CurrentUser
 from fabpanel.services.machines import MACHINE_ID_MAX, MachineRow, MachineService, Page, Refused, lcd_preview, parse_int
 
-from .components import empty
+from .components import aria, empty, hours_text
 from .layout import frame, nav_registered, page_language
 from .machine_tile import status_labels
 from .session import COOKIE, administers, page_user
@@ -101,10 +101,6 @@ def when(dt: datetime | None) -> str:
     return dt.astimezone().strftime('%d/%m/%Y %H:%M') if dt is not None else '—'
 
 
-def hours(value: float) -> str:
-    return f'{value:,.1f} h'
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return '—'
@@ -121,12 +117,12 @@ def pager(_: Translator, page: Page[Any], go: Callable[[int], Any], marker: str 
     if page.pages <= 1:
         return
     with ui.row().classes('items-center gap-2'):
-        prev = ui.button(icon='chevron_left', on_click=lambda: go(page.page - 1)).props(
-            'flat round dense aria-label=Previous').mark(f'{marker}-prev')
+        prev = aria(ui.button(icon='chevron_left', on_click=lambda: go(page.page - 1)).props(
+            'flat round dense').mark(f'{marker}-prev'), _('Previous page'))
         prev.set_enabled(page.page > 0)
         ui.label(_('Page {page} of {pages}').format(page=page.page + 1, pages=page.pages)).classes('text-sm')
-        nxt = ui.button(icon='chevron_right', on_click=lambda: go(page.page + 1)).props(
-            'flat round dense aria-label=Next').mark(f'{marker}-next')
+        nxt = aria(ui.button(icon='chevron_right', on_click=lambda: go(page.page + 1)).props(
+            'flat round dense').mark(f'{marker}-next'), _('Next page'))
         nxt.set_enabled(page.page + 1 < page.pages)
 
 
@@ -204,7 +200,7 @@ def _machine_row(panel: Panel, m: MachineRow, _: Translator) -> None:
                     ui.label(_('Deleted {when}').format(when=when(m.deleted_at))).classes('text-sm text-red-700')
                 elif live is not None:
                     ui.label(labels.get(live.status, live.status)).classes('text-sm font-medium')
-                ui.label(hours(m.hours)).classes('text-sm text-slate-500 tabular-nums')
+                ui.label(hours_text(_, m.hours)).classes('text-sm text-slate-500 tabular-nums')
 
 
 def register(panel: Panel) -> None:

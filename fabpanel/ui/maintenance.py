@@ -26,8 +26,8 @@ from fabpanel.services.maintenance import (
     lcd_warning,
 )
 
-from .components import confirm, download_xlsx, empty
-from .history import field_error, fresh_user, hours_text, input_value, parse_local, when_text
+from .components import aria, confirm, download_xlsx, empty, hours_text
+from .history import field_error, fresh_user, input_value, parse_local, when_text
 from .layout import frame, nav_registered, page_language
 from .session import administers, maintains, page_user
 
@@ -114,13 +114,13 @@ def _intervention_card(_: Translator, r: InterventionRow) -> None:
             ui.label(r.note).classes('text-sm whitespace-pre-line wrap-anywhere')
 
 
-def _pager(turn: Callable[[int], Any], marker: str) -> tuple[ui.button, ui.label, ui.button]:
+def _pager(_: Translator, turn: Callable[[int], Any], marker: str) -> tuple[ui.button, ui.label, ui.button]:
     with ui.row().classes('w-full items-center justify-center gap-2'):
-        previous = ui.button(icon='chevron_left', on_click=lambda: turn(-1)).props(
-            'flat round aria-label=Previous').mark(f'{marker}-previous')
+        previous = aria(ui.button(icon='chevron_left', on_click=lambda: turn(-1)).props(
+            'flat round').mark(f'{marker}-previous'), _('Previous page'))
         label = ui.label().mark(f'{marker}-page')
-        following = ui.button(icon='chevron_right', on_click=lambda: turn(1)).props(
-            'flat round aria-label=Next').mark(f'{marker}-next')
+        following = aria(ui.button(icon='chevron_right', on_click=lambda: turn(1)).props(
+            'flat round').mark(f'{marker}-next'), _('Next page'))
     return previous, label, following
 
 
@@ -205,7 +205,9 @@ async def _plan_dialog(_: Translator, service: MaintenanceService, acting: Actin
     def hint() -> None:
         text = lcd.value or ''
         if len(text.strip()) > LCD_WIDTH:
-            lcd_hint.text = _('{count} characters: the board shows only 16.').format(count=len(text.strip()))
+            n = len(text.strip())
+            lcd_hint.text = _.ngettext('{count} character: the board shows only 16.',
+                                       '{count} characters: the board shows only 16.', n).format(count=n)
         else:
             warning = lcd_warning(text)
             lcd_hint.text = _error(_, warning) if warning else ''
@@ -267,7 +269,7 @@ def register(panel: Panel) -> None:
                     ui.button(_('New plan'), icon='add', on_click=lambda: edit(None)).props('no-caps').mark(
                         'new-plan')
             plans_list = ui.column().classes('w-full gap-2')
-            plans_pager = _pager(lambda step: turn_plans(step), 'plans')
+            plans_pager = _pager(_, lambda step: turn_plans(step), 'plans')
             ui.label(_('Interventions')).classes('text-xl font-semibold text-slate-800 mt-4')
             with ui.row().classes('w-full items-end gap-3'):
                 log_machine = ui.select(machines, label=_('Machine'), with_input=True, clearable=True).classes(
@@ -279,7 +281,7 @@ def register(panel: Panel) -> None:
                 ui.button(_('Export (xlsx)'), icon='download', on_click=lambda: export()).props('flat no-caps').mark(
                     'export')
             log_list = ui.column().classes('w-full gap-2')
-            log_pager = _pager(lambda step: turn_log(step), 'log')
+            log_pager = _pager(_, lambda step: turn_log(step), 'log')
 
         async def show_plans() -> None:
             current = await acting()
@@ -368,7 +370,9 @@ def register(panel: Panel) -> None:
                 return
             message = _('Delete the plan "{plan}" of {machine}?').format(plan=p.description, machine=p.machine_name)
             if count:
-                message += '\n' + _('Its {count} recorded interventions are deleted with it.').format(count=count)
+                message += '\n' + _.ngettext('Its recorded intervention is deleted with it.',
+                                             'Its {count} recorded interventions are deleted with it.',
+                                             count).format(count=count)
             if not await confirm(_, _('Delete this plan'), message, _('Delete')):
                 return
             current = await acting_admin()

@@ -145,7 +145,7 @@ async def test_filters_totals_pages_and_open_uses(lab) -> None:  # noqa: ANN001
     await user.should_see('Page 2 of 2', retries=50)
 
     choose(user, 'machine', LASER)
-    await user.should_see('1 uses · 0.5 h · 0 open', retries=50)
+    await user.should_see('1 use · 0.5 h · 0 open', retries=50)
     await user.should_see('Page 1 of 1')
     choose(user, 'machine', None)
     choose(user, 'member', 1)
@@ -153,13 +153,13 @@ async def test_filters_totals_pages_and_open_uses(lab) -> None:  # noqa: ANN001
     user.find(marker='preset-7d').click()
     await user.should_see('7 uses · 7.0 h · 0 open', retries=50)
     user.find(marker='preset-today').click()
-    await eventually(lambda: _async(text_of(user, 'totals') in ('1 uses · 1.0 h · 0 open',
+    await eventually(lambda: _async(text_of(user, 'totals') in ('1 use · 1.0 h · 0 open',
                                                                '2 uses · 2.0 h · 0 open')), 'today only')
     choose(user, 'member', None)
     choose(user, 'from', '')
     choose(user, 'to', '')
     user.find(marker='open-only').click()
-    await user.should_see('1 uses · 0.0 h · 1 open', retries=50)
+    await user.should_see('1 use · 0.0 h · 1 open', retries=50)
     choose(user, 'from', '2026-03-10')
     choose(user, 'to', '2026-03-01')
     await user.should_see('The period ends before it starts.', retries=50)
@@ -254,7 +254,7 @@ async def test_deleting_a_wrong_record_says_the_effect_first(lab) -> None:  # no
     await eventually(lambda: _gone(panel, wrong), 'use deleted')
     assert await counter(panel, PRINTER) == 3600 and await use_row(panel, keep) is not None
     assert panel.live.machines[PRINTER].usage_hours == pytest.approx(1.0)
-    await user.should_see('1 uses · 1.0 h · 0 open', retries=50)
+    await user.should_see('1 use · 1.0 h · 0 open', retries=50)
 
 
 async def _gone(panel: Panel, use_id: int) -> bool:
