@@ -18,8 +18,10 @@ from fabpanel.db.engine import checkpoint_sqlite, create_engine, sqlite_path
 from fabpanel.db.writer import GroupWriter
 from fabpanel.live.state import LiveState
 from fabpanel.mail.sender import Mailer
+from fabpanel.printers.fleet import Fleet
 from fabpanel.services.auth import AuthService
 from fabpanel.services.boards import BoardService
+from fabpanel.services.printers import PrinterService
 from fabpanel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class Panel:
         self.boards = BoardService(self.engine, self.writer, self.live)
         self.mailer = Mailer(settings.email)
         self.auth = AuthService(self.engine, self.mailer, settings.web.base_url)
+        self.fleet = Fleet(self.engine, self.live)  # one worker per enabled printer, started in start()
+        self.printers = PrinterService(self.engine, self.live, self.fleet)
         self.gateway: BoardGateway | None = None
         self.broker: EmbeddedBroker | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -55,6 +59,7 @@ class Panel:
         if created is not None:
             log.warning('first start: the admin account %s was created; its one-time password is in %s '
                         '(sign in and choose your own)', s.web.default_admin_email, created)
+        await self.fleet.start()
         if gateway:
             if s.mqtt.embedded:
                 self.broker = EmbeddedBroker(s.mqtt.port, s.mqtt.embedded_bind)
@@ -80,6 +85,7 @@ class Panel:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.fleet.stop()  # closes the printer connections and writes their pending records
         await self.boards.settle()
         await self.auth.settle()
         if self.started.is_set():

@@ -1,4 +1,5 @@
-"""Demo mode: a sample lab in the database and simulated boards that use it through the real broker."""
+"""Demo mode: a sample lab in the database, simulated boards that use it through the real broker, and simulated
+printers (one of them printing) that the fleet drives like real ones."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from fabpanel.db.models import (
     MachineType,
     MaintenancePlan,
     Member,
+    Printer,
+    PrintJob,
     Role,
     Use,
 )
+from fabpanel.printers.sim import sim_printer
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,61 @@ MACHINES = [  # (id, name, type index)
 ]
 
 
+DEMO_PRINTERS = [  # (name, address, max nozzle, materials, tags)
+    ('Prusa MK4 #1 (sim)', 'sim://demo-mk4-1', 290.0, 'PLA,PETG,ASA', 'front room'),
+    ('Prusa MK4 #2 (sim)', 'sim://demo-mk4-2', 290.0, 'PLA,PETG', 'front room'),
+    ('Bambu A1 (sim)', 'sim://demo-a1', 300.0, 'PLA,PETG,TPU', 'back room'),
+    ('Ender 3 USB (sim)', 'sim://demo-ender?streaming=1', 260.0, 'PLA', 'back room'),
+]
+DEMO_JOB = 'demo-benchy.gcode'
+
+
 def demo_uid(i: int) -> str:
     return f'{0xC0DE0000 + i:08x}'
 
 
 async def seed_demo(engine: AsyncEngine, rng: random.Random | None = None) -> bool:
-    """Fill an empty database with a small lab and a month of history. Returns False if it had data."""
-    rng = rng or random.Random(7)
+    """Fill an empty database with a small lab and a month of history. Returns False if it had data.
+    The demo printers are added (once) and one of them is set printing at every demo start."""
+    seeded = await _seed_lab(engine, rng or random.Random(7))
+    await seed_demo_printers(engine)
+    return seeded
+
+
+async def seed_demo_printers(engine: AsyncEngine) -> None:
+    """Add the simulated printers once; make the first print a Benchy that a member started ten minutes ago."""
+    async with session_factory(engine)() as s:
+        if not (await s.execute(sa.select(sa.func.count()).select_from(Printer))).scalar_one():
+            for name, address, nozzle, materials, tags in DEMO_PRINTERS:
+                s.add(Printer(name=name, kind='simulated', address=address, max_nozzle_c=nozzle, materials=materials,
+                              tags=tags))
+            await s.flush()
+        first = (await s.execute(sa.select(Printer).where(Printer.address == DEMO_PRINTERS[0][1]))).scalar()
+        if first is None:
+            await s.commit()
+            return
+        job = (await s.execute(sa.select(PrintJob).where(PrintJob.printer_id == first.id,
+                                                         PrintJob.state.in_(('printing', 'paused'))))).scalar()
+        started = datetime.now(UTC) - timedelta(minutes=10)
+        if job is None:
+            member = (await s.execute(sa.select(Member.id).where(Member.deleted_at.is_(None),
+                                                                 Member.disabled.is_(False)).order_by(Member.id)
+                                      .offset(7).limit(1))).scalar()
+            job = PrintJob(printer_id=first.id, member_id=member, file_name='3DBenchy.gcode', remote_name=DEMO_JOB,
+                           state='printing', started_at=started)
+            s.add(job)
+        await s.commit()
+    # the simulated printer runs the job the database knows: the fleet finds them in agreement when it connects
+    printer = sim_printer(DEMO_PRINTERS[0][1])
+    if printer.job is None:
+        printer.start_outside(job.remote_name, duration_s=45 * 60, layers=120)
+        printer.nozzle.actual, printer.bed.actual = printer.nozzle.target, printer.bed.target
+        assert printer.job is not None
+        printer.job.printed_s = (datetime.now(UTC) - (job.started_at or started).replace(tzinfo=UTC)).total_seconds()
+        printer.job.started -= printer.job.printed_s
+
+
+async def _seed_lab(engine: AsyncEngine, rng: random.Random) -> bool:
     async with session_factory(engine)() as s:
         if (await s.execute(sa.select(sa.func.count()).select_from(Machine))).scalar_one():
             return False

@@ -63,6 +63,10 @@ class PrinterReport:
     message: str = ''  # the printer's last status or error text (member-visible: rendered as text only)
     firmware: str = ''
     at: datetime | None = None  # when the printer said this (used to show stale data with its age)
+    # how the printer's previous job ended and its file, where the printer tells (network printers): the fleet
+    # uses it to settle a job that ended while the host was away
+    last_outcome: JobOutcome | None = None
+    last_file: str = ''
 
 
 @dataclass(kw_only=True, slots=True)

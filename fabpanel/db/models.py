@@ -158,3 +158,72 @@ class PasswordReset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None
+
+
+class Printer(SQLModel, table=True):
+    """A 3D printer the fleet drives. `api_key` is a credential the panel needs in clear (never shown on pages)."""
+
+    __table_args__ = (
+        # names are unique among printers in use; a removed printer keeps its name for its job history
+        sa.Index('ux_printer_name_live', 'name', unique=True,
+                 sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL')),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80)
+    kind: str = Field(max_length=16)  # a core.printers.PrinterKind value
+    address: str = Field(default='', max_length=500)
+    baudrate: int = 115200
+    api_key: str = Field(default='', max_length=255)
+    username: str = Field(default='', max_length=80)
+    serial_number: str = Field(default='', max_length=64)
+    max_nozzle_c: float = 260.0
+    max_bed_c: float = 110.0
+    max_chamber_c: float = 60.0
+    nozzle_diameter_mm: float = 0.4
+    build_x_mm: float = 220.0
+    build_y_mm: float = 220.0
+    build_z_mm: float = 250.0
+    materials: str = Field(default='PLA,PETG', max_length=255)  # comma separated
+    tags: str = Field(default='', max_length=255)  # comma separated
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None
+
+
+class PrintJob(SQLModel, table=True):
+    """One print on one printer, from start to its outcome. The queue (a later issue) adds its own columns."""
+
+    __tablename__ = 'print_job'
+    __table_args__ = (
+        # at most one running job per printer: a reconnect or a replay can never record a second one
+        sa.Index('ux_print_job_active_per_printer', 'printer_id', unique=True,
+                 sqlite_where=sa.text("state IN ('printing', 'paused')"),
+                 postgresql_where=sa.text("state IN ('printing', 'paused')")),
+        sa.Index('ix_print_job_printer_started', 'printer_id', 'started_at'),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: int = Field(foreign_key='printer.id')
+    member_id: int | None = Field(default=None, foreign_key='member.id', index=True)
+    file_name: str = Field(default='', max_length=255)  # display only, never a path
+    remote_name: str = Field(default='', max_length=500)  # what the printer knows it by
+    state: str = Field(default='printing', max_length=16)  # 'printing', 'paused' or a JobOutcome value
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = Field(default='', max_length=500)
+    started_outside: bool = False  # found running on connect (started at the printer or by another tool)
+    host_streamed: bool = False  # the host sent every line: a lost connection or host restart ends it
+
+
+class PrinterSample(SQLModel, table=True):
+    """Temperatures and state during a job, downsampled (about one row per 30 s plus every state change)."""
+
+    __tablename__ = 'printer_sample'
+    __table_args__ = (sa.Index('ix_printer_sample_job_t', 'job_id', 't'),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key='print_job.id')
+    t: datetime
+    nozzle: float | None = None
+    nozzle_target: float | None = None
+    bed: float | None = None
+    bed_target: float | None = None
+    state: str = Field(default='', max_length=16)
