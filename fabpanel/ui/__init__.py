@@ -22,13 +22,15 @@ def register_pages(panel: Panel) -> None:
         maintenance,
         me,
         members,
+        printers,
         settings_pages,
         system,
     )
 
     auth_pages.register(panel.auth, secure_cookies=panel.settings.web.base_url.startswith('https://'))
     dashboard.register(panel.live, panel.auth)
-    for family in (members, enrol, machines, settings_pages, authorizations, maintenance, history, me, system):
+    for family in (members, enrol, machines, settings_pages, authorizations, maintenance, history, me, system,
+                   printers):
         family.register(panel)
 
     @app.get('/healthz')
