@@ -56,4 +56,12 @@ if [ ! -x "$octo/bin/octoprint" ]; then
   done
   rm -f "$octo_log"
 fi
+
+# The real Moonraker (tests/printers/test_moonraker.py) also has its own venv; about 50 s once.
+moon=${FABPANEL_MOONRAKER_VENV:-.venv-moonraker}
+if [ ! -x "$moon/bin/moonraker" ]; then
+  echo "installing Moonraker into $moon"
+  { python3 -m venv "$moon" && "$moon/bin/pip" install -q --disable-pip-version-check moonraker; } >/dev/null 2>&1 \
+    || { echo "Moonraker install failed; its tests will say so" >&2; rm -rf "$moon"; }
+fi
 exec .venv/bin/python -m pytest "$@"
