@@ -275,7 +275,7 @@ async def test_admins_edit_and_delete_plans_with_the_consequence_said(lab) -> No
     await eventually(lambda: _true(due_flag(user, 1) == 'true'), 'the printer plan is due')
 
     user.find(marker='delete-plan-2').click()
-    await user.should_see('Its 1 recorded interventions are deleted with it.', retries=50)
+    await user.should_see('Its recorded intervention is deleted with it.', retries=50)
     user.find(marker='cancel').click()
     await asyncio.sleep(0.2)
     assert len(await plans(panel)) == 2
