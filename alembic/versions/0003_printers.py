@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column('api_key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
         sa.Column('serial_number', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('tls_fingerprint', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column('max_nozzle_c', sa.Float(), nullable=False),
         sa.Column('max_bed_c', sa.Float(), nullable=False),
         sa.Column('max_chamber_c', sa.Float(), nullable=False),

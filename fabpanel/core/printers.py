@@ -119,6 +119,7 @@ class PrinterConfig:
     api_key: str = ''  # OctoPrint / Moonraker API key; PrusaLink password; Bambu access code
     username: str = ''  # PrusaLink digest user
     serial_number: str = ''  # Bambu printer serial (its MQTT topics carry it)
+    tls_fingerprint: str = ''  # Bambu: SHA-256 of the printer's certificate (hex), pinned when set
     limits: PrinterLimits = field(default_factory=PrinterLimits)
     nozzle_diameter_mm: float = 0.4
     build_volume_mm: tuple[float, float, float] = (220.0, 220.0, 250.0)

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -76,6 +77,10 @@ class BambuDriver(PrinterDriver):
     ftps_port = 990
     first_report_s = 10.0
     reply_s = 3.0  # how long to wait for the printer's answer to a command (not every firmware answers)
+    keepalive_s = 15  # MQTT pings while nothing else flows: a printer gone without a word is noticed in ~1.5x this
+    # pushall makes the printer gather and send its whole state, which loads it: only after this long without a
+    # word from it, as the one check beyond the keepalive that the printer itself (not only its broker) still answers
+    pushall_every_s = 300.0
     ftps_class: type[ImplicitFtps] = ImplicitFtps
 
     def __init__(
@@ -95,6 +100,7 @@ class BambuDriver(PrinterDriver):
         self._sequence = itertools.count(20000 + secrets.randbelow(10000))  # apart from the slicer's numbers
         self._state = ''  # the gcode_state we last acted on
         self._last: PrinterReport | None = None
+        self._heard = self._pushed = 0.0  # monotonic: the printer's last message, our last pushall
 
     @property
     def host(self) -> str:
@@ -122,7 +128,7 @@ class BambuDriver(PrinterDriver):
             password=self.config.api_key,
             identifier=f'fabpanel-{self.config.id}-{secrets.token_hex(4)}',
             tls_context=self.trust.context(),
-            keepalive=30,
+            keepalive=self.keepalive_s,
             timeout=10,
         )
         try:
@@ -141,7 +147,7 @@ class BambuDriver(PrinterDriver):
         try:
             await client.subscribe(f'device/{self.serial}/report')
             self._reader = asyncio.create_task(self._read(client), name=f'bambu-{self.config.id}')
-            await self._publish({'pushing': {'command': 'pushall', 'version': 1, 'push_target': 1}}, answered=False)
+            await self._push_all()
             await asyncio.wait_for(self._full.wait(), self.first_report_s)
         except TimeoutError:
             await self.close()
@@ -150,6 +156,23 @@ class BambuDriver(PrinterDriver):
             await self.close()
             raise PrinterUnavailable(str(error)) from None
         return self._emit(force=True)
+
+    async def _push_all(self) -> None:
+        self._pushed = time.monotonic()
+        await self._publish({'pushing': {'command': 'pushall', 'version': 1, 'push_target': 1}}, answered=False)
+
+    async def alive(self) -> bool:
+        """The printer pushes only changes. The MQTT keepalive proves the connection (a dead one is closed within
+        1.5 keepalives); after pushall_every_s of silence a pushall proves the printer answers, and a pushall left
+        unanswered for first_report_s makes the printer silent."""
+        if self._client is None or self._closed.is_set():
+            return False
+        now = time.monotonic()
+        if self._pushed > self._heard:
+            return now - self._pushed < self.first_report_s
+        if now - self._heard >= self.pushall_every_s and now - self._pushed >= self.pushall_every_s:
+            await self._push_all()
+        return True
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -176,6 +199,7 @@ class BambuDriver(PrinterDriver):
     async def _read(self, client: aiomqtt.Client) -> None:
         try:
             async for message in client.messages:
+                self._heard = time.monotonic()
                 try:
                     data = json.loads(message.payload)  # type: ignore[arg-type]
                     self._dispatch(data.get('print') if isinstance(data, dict) else None)

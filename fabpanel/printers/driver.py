@@ -90,6 +90,20 @@ class PrinterDriver(ABC):
     async def send_gcode(self, lines: Sequence[str]) -> list[str]:
         """Send raw lines (console, preheat); returns what the printer answered, where the protocol tells."""
 
+    async def alive(self) -> bool | None:
+        """Asked by the worker when no report came for a while. Drivers whose printers report only what changed
+        (an idle printer says nothing) check the connection cheaply here: True when the printer answered, so the
+        last report still holds; False when it did not. None: this driver cannot tell (its printer reports
+        periodically, so silence itself is the news)."""
+        return None
+
+    @classmethod
+    async def wait_reachable(cls, config: PrinterConfig, poll_s: float) -> bool:
+        """Between connection attempts: while the printer cannot be there at all (a USB printer unplugged), wait
+        until it can and return True, so the worker connects at once instead of waiting out its backoff. False at
+        once when the driver cannot tell (network printers) or nothing stands in the way."""
+        return False
+
     async def set_temperature(self, heater: Heater, target: float) -> None:
         code = {Heater.NOZZLE: 'M104', Heater.BED: 'M140', Heater.CHAMBER: 'M141'}[heater]
         await self.send_gcode([f'{code} S{target:g}'])

@@ -28,7 +28,7 @@ T = TypeVar('T')
 
 HOST_RESTART = 'the panel restarted while it streamed this job'
 # fields that need a new connection when they change; the others (name, limits, ...) apply in place
-CONNECTION_FIELDS = ('kind', 'address', 'baudrate', 'api_key', 'username', 'serial_number')
+CONNECTION_FIELDS = ('kind', 'address', 'baudrate', 'api_key', 'username', 'serial_number', 'tls_fingerprint')
 
 
 class Fleet:
@@ -131,6 +131,10 @@ class Fleet:
     async def command(self, printer_id: int, factory: Callable[[PrinterDriver], Awaitable[T]]) -> T:
         """Run `factory(driver)` on the printer's worker, after the commands queued before it."""
         return await self.worker(printer_id).command(factory)
+
+    async def emergency_stop(self, printer_id: int) -> None:
+        """Straight to the printer, not queued behind other commands; the worker settles how the job ended."""
+        await self.worker(printer_id).emergency_stop()
 
     async def start_job(self, printer_id: int, local_path: Path, display_name: str, member_id: int | None) -> int:
         return await self.worker(printer_id).start_job(local_path, display_name, member_id)

@@ -53,6 +53,7 @@ def config_of(row: Any) -> PrinterConfig:
         api_key=row.api_key,
         username=row.username,
         serial_number=row.serial_number,
+        tls_fingerprint=row.tls_fingerprint,
         limits=PrinterLimits(max_nozzle_c=row.max_nozzle_c, max_bed_c=row.max_bed_c, max_chamber_c=row.max_chamber_c),
         nozzle_diameter_mm=row.nozzle_diameter_mm,
         build_volume_mm=(row.build_x_mm, row.build_y_mm, row.build_z_mm),

@@ -115,6 +115,21 @@ class MarlinDriver(PrinterDriver):
         self._set_state(PrinterState.IDLE)
         return self._report()
 
+    async def alive(self) -> bool:
+        """Temperatures arrive every poll_s (auto-report or our M105) but only changes become reports: a printer
+        idling at a steady temperature is quiet, and alive while its lines keep coming."""
+        link = self._link
+        return link is not None and link.loop.time() - link.heard_at < 3 * self.settings.poll_s + 1.0
+
+    @classmethod
+    async def wait_reachable(cls, config: PrinterConfig, poll_s: float) -> bool:
+        """Unplugged (the by-id link or the serial number is gone): wait until it is plugged in again, however long
+        that takes; a printer that is plugged in but did not answer waits out the worker's backoff instead."""
+        if await serial_ports.current(config.address) is not None:
+            return False
+        await serial_ports.wait_present(config.address, interval=poll_s)
+        return True
+
     async def _handshake(self) -> None:
         link = self._require_link()
         for _ in range(self.settings.handshake_attempts):

@@ -95,6 +95,7 @@ class MarlinLink(asyncio.Protocol):
         self.resend_counts: dict[int, int] = {}
         self.timeouts = 0
         self.last_progress = self.loop.time()
+        self.heard_at = self.loop.time()  # the printer's last bytes (temperature reports arrive every poll_s)
         self.collected: list[str] = []
         self.job_offset = 0  # file offset after the last acknowledged job line
         self._drained: asyncio.Future[None] | None = None
@@ -109,6 +110,7 @@ class MarlinLink(asyncio.Protocol):
         self.on_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.heard_at = self.loop.time()
         lines = (self._buf + data if self._buf else data).split(b'\n')
         self._buf = lines.pop()
         if len(self._buf) > 4096:  # a line that never ends is noise

@@ -73,6 +73,7 @@ class MoonrakerDriver(PrinterDriver):
     kind = 'moonraker'
     capabilities = Capabilities(temperature_autoreport=True)  # Moonraker pushes diffs: no polling
     call_timeout = 10.0
+    probe_s = 5.0  # the liveness query's answer time
     gcode_timeout = 300.0  # printer.gcode.script answers when the script has run (G28, M190 ... take a while)
 
     def __init__(self, config: PrinterConfig, listener: DriverListener) -> None:
@@ -326,6 +327,16 @@ class MoonrakerDriver(PrinterDriver):
             raise PrinterUnavailable(f'the connection to Moonraker failed: {error}') from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def alive(self) -> bool:
+        """Moonraker pushes only changes, so an idle printer at a steady temperature says nothing: one small query
+        to Moonraker itself (not to Klipper, which may be shut down and still be reported truthfully). A Klipper
+        state notification that went missing is caught up on here."""
+        info = await self._call('server.info', wait_s=self.probe_s)
+        klippy = str(info.get('klippy_state', 'disconnected'))
+        if klippy != self._klippy:
+            self._spawn(self._klippy_changed(klippy))
+        return True
 
     async def upload(self, local_path: Path, remote_name: str) -> str:
         session = self._session

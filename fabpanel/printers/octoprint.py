@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ class OctoPrintDriver(PrinterDriver):
     poll_interval_s: ClassVar[float] = 2.0  # while the push socket is down
     socket_retry_s: ClassVar[float] = 10.0  # how long to poll before trying the socket again
     request_timeout_s: ClassVar[float] = 15.0
+    heard_within_s: ClassVar[float] = 15.0  # OctoPrint pushes temperatures every few seconds while connected
 
     def __init__(self, config: PrinterConfig, listener: DriverListener) -> None:
         super().__init__(config, listener)
@@ -50,6 +52,7 @@ class OctoPrintDriver(PrinterDriver):
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._closed.set()
+        self._heard = 0.0  # monotonic: OctoPrint's last push or answered poll
         self._report = PrinterReport()
         self._sent: PrinterReport | None = None  # the last report handed to the listener (without `at`)
         self._firmware = ''
@@ -58,6 +61,11 @@ class OctoPrintDriver(PrinterDriver):
         self._requested: set[str] = set()  # pause/resume/cancel asked through this driver, not yet confirmed
 
     # -- connection ------------------------------------------------------------------------------------------
+
+    async def alive(self) -> bool:
+        """OctoPrint pushes its state every few seconds (polled while the socket is down); only changes become
+        reports, so a steady idle printer is quiet, and alive while OctoPrint keeps talking."""
+        return not self._closed.is_set() and time.monotonic() - self._heard < self.heard_within_s
 
     async def connect(self) -> PrinterReport:
         await self.close()
@@ -150,6 +158,7 @@ class OctoPrintDriver(PrinterDriver):
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     return
+                self._heard = time.monotonic()
                 data = json.loads(msg.data)
                 if 'reauthRequired' in data:
                     return  # the session went stale: log in again
@@ -240,6 +249,7 @@ class OctoPrintDriver(PrinterDriver):
         except CommandRefused:  # 409: OctoPrint is not connected to the printer
             printer = {}
         payload = status_from_rest(job, printer)
+        self._heard = time.monotonic()
         return payload, payload['progress'].get('completion')
 
     async def _poll_for(self, seconds: float) -> None:

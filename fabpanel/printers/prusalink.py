@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -74,6 +75,7 @@ class PrusaLinkDriver(PrinterDriver):
         self._file_names: dict[int, str] = {}
         self._last_file = ''  # the file of the latest job seen, for last_outcome
         self._last: PrinterReport | None = None
+        self._answered = 0.0  # monotonic: the last status PrusaLink answered
 
     @property
     def base_url(self) -> str:
@@ -99,6 +101,11 @@ class PrusaLinkDriver(PrinterDriver):
         self._closed.clear()
         self._poller = asyncio.create_task(self._poll(), name=f'prusalink-{self.config.id}')
         return report
+
+    async def alive(self) -> bool:
+        """Polled every poll_interval, reported only on change: alive while the polls are answered."""
+        recent = time.monotonic() - self._answered < self.poll_interval * self.failures_before_lost
+        return recent and not self._closed.is_set()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -176,6 +183,7 @@ class PrusaLinkDriver(PrinterDriver):
 
     async def _refresh(self, force: bool = False) -> PrinterReport:
         status = await self._json('GET', '/api/v1/status')
+        self._answered = time.monotonic()
         printer, job = status.get('printer') or {}, status.get('job') or {}
         state = str(printer.get('state', '')).upper()
         job_id = job.get('id')

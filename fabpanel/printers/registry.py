@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import Any
 
-from fabpanel.core.printers import PrinterConfig
+from fabpanel.core.printers import PrinterConfig, PrinterKind
 
 from .driver import DriverListener, PrinterDriver, PrinterUnavailable
 
@@ -47,4 +48,12 @@ class DriverRegistry:
         return cls
 
     def create(self, config: PrinterConfig, listener: DriverListener) -> PrinterDriver:
-        return self.driver_class(config.kind)(config, listener)
+        return self.driver_class(config.kind)(config, listener, **driver_options(config))
+
+
+def driver_options(config: PrinterConfig) -> dict[str, Any]:
+    """What a driver takes besides the config: how to trust a Bambu printer's certificate (pinned by its
+    fingerprint; without one the link is encrypted but not authenticated)."""
+    if config.kind == PrinterKind.BAMBU and config.tls_fingerprint:
+        return {'fingerprint': config.tls_fingerprint}
+    return {}

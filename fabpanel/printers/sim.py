@@ -63,6 +63,10 @@ class SimPrinter:
         self.last_file = ''
         self.refuse_connect = False
         self.silent = False  # connected but sending no reports (a hung link)
+        # how an emergency stop ends the job, as drivers differ: Marlin says cancelled, OctoPrint fails the job with
+        # M112's error a moment later; None: the printer says nothing (the job just stops)
+        self.estop_ending: tuple[JobOutcome, str] | None = (JobOutcome.CANCELLED, 'emergency stop')
+        self.estop_delay = 0.0  # real seconds before that ending is told
         self.driver: SimulatedDriver | None = None
         self._last = time.monotonic()
 
@@ -285,7 +289,14 @@ class SimulatedDriver(PrinterDriver):
     async def emergency_stop(self) -> None:
         p = self._connected()
         p.state, p.message = PrinterState.ERROR, 'Printer halted: emergency stop'
-        p.end_job(JobOutcome.CANCELLED, 'emergency stop')
+        ending = p.estop_ending
+        if ending is None:
+            p.job = None  # stopped without a word about the job
+            p.nozzle.target = p.bed.target = 0.0
+        elif p.estop_delay > 0:
+            asyncio.get_running_loop().call_later(p.estop_delay, lambda: p.job is not None and p.end_job(*ending))
+        else:
+            p.end_job(*ending)
         p._push()
 
     async def send_gcode(self, lines: Sequence[str]) -> list[str]:

@@ -43,6 +43,15 @@ class Timing:
     flush_every: float = 10.0  # samples are written in batches this often
     settle: float = 3.0  # an idle report waits this long for the driver's own job_ended before the worker decides
     start_grace: float = 60.0  # a job just started may show as idle this long before it counts as ended
+    probe_after: float = 10.0  # no report for this long: ask the driver whether the printer is alive (then as often)
+    probe_timeout: float = 5.0
+    port_poll: float = 0.5  # how often an unplugged USB printer's link is looked for (one readlink)
+    estop_window: float = 10.0  # a job ending this soon after our emergency stop ended by it, whatever the driver says
+
+
+ESTOP_REASON = 'emergency stop'
+# suffixes a printer goes by: Bambu starts a .3mf as a project, PrusaLink reads .bgcode as binary G-code
+SUFFIXES = ('.gcode.3mf', '.3mf', '.bgcode', '.gcode')
 
 
 def same_file(a: str, b: str) -> bool:
@@ -52,10 +61,14 @@ def same_file(a: str, b: str) -> bool:
     return bool(a) and bool(b) and base(a) == base(b)
 
 
-def remote_name_for(display_name: str) -> str:
-    """A generated name: a member's file name never becomes a path on the printer."""
-    suffix = '.bgcode' if display_name.lower().endswith('.bgcode') else '.gcode'
-    return f'fabpanel-{uuid.uuid4().hex[:12]}{suffix}'
+def remote_name_for(display_name: str, local_name: str = '') -> str:
+    """A generated name (a member's file name never becomes a path on the printer) with the suffix of the display
+    name, else of the local file: a .gcode.3mf stays a 3MF project, a .bgcode binary G-code."""
+    for name in (display_name.lower(), local_name.lower()):
+        suffix = next((s for s in SUFFIXES if name.endswith(s)), '')
+        if suffix:
+            break
+    return f'fabpanel-{uuid.uuid4().hex[:12]}{suffix or ".gcode"}'
 
 
 class PrinterWorker:
@@ -86,6 +99,9 @@ class PrinterWorker:
         self._state = PrinterState.OFFLINE
         self._settle: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._probe: asyncio.Task[None] | None = None
+        self._probed_at = 0.0
+        self._estop: tuple[float, ActiveJob | None] | None = None  # when we sent an emergency stop, and to which job
         self.view.show_job(job)
 
     # ---- life ----------------------------------------------------------------------------------------------
@@ -100,7 +116,7 @@ class PrinterWorker:
 
     async def stop(self, reason: str = 'the panel stopped') -> None:
         """Close the connection; a host-streamed job ends with it. Pending records are written first."""
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._probe] if self._probe else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -129,8 +145,7 @@ class PrinterWorker:
                     log.warning('printer %s is offline: %s', self.config.name, e)
                 failures += 1
                 self._offline(str(e) if isinstance(e, PrinterUnavailable) else '')
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, t.backoff_cap)
+                delay = await self._pause(delay)
                 continue
             if failures:
                 log.info('printer %s is back online', self.config.name)
@@ -145,8 +160,21 @@ class PrinterWorker:
             self._lost()
             if time.monotonic() - connected_at >= t.stable_after:
                 delay = t.backoff_initial
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, t.backoff_cap)
+            delay = await self._pause(delay)
+
+    async def _pause(self, delay: float) -> float:
+        """Wait before the next connection attempt; returns the delay after that one. An unplugged USB printer
+        is tried the moment it is plugged in again; anything else waits out the backoff."""
+        t = self.timing
+        try:
+            back = await self.registry.driver_class(self.config.kind).wait_reachable(self.config, t.port_poll)
+        except PrinterUnavailable:  # no driver for this kind: connect() says so again after the backoff
+            back = False
+        if back:
+            log.info('printer %s is plugged in again', self.config.name)
+            return t.backoff_initial
+        await asyncio.sleep(delay)
+        return min(delay * 2, t.backoff_cap)
 
     def _connected(self, driver: PrinterDriver, report: PrinterReport) -> None:
         self._reconcile(report, host_streaming=driver.capabilities.host_streaming)
@@ -163,17 +191,53 @@ class PrinterWorker:
         self.view.offline(message)
 
     async def _watch(self) -> None:
-        interval = min(1.0, self.timing.stale_after / 4)
+        t = self.timing
+        interval = min(1.0, t.stale_after / 4, t.probe_after / 2)
         while True:
             await asyncio.sleep(interval)
-            silent = time.monotonic() - self._last_report
-            if self.driver is not None and silent > self.timing.stale_after and not self.printer.stale:
+            now = time.monotonic()
+            silent, driver = now - self._last_report, self.driver
+            if driver is not None and silent >= t.probe_after and now - self._probed_at >= t.probe_after:
+                if self._probe is None or self._probe.done():
+                    self._probed_at = now
+                    self._probe = asyncio.create_task(self._ask_alive(driver), name=f'printer-{self.config.id}-probe')
+            if driver is not None and silent > t.stale_after and not self.printer.stale:
                 log.warning('printer %s: no report for %.0f s', self.config.name, silent)
                 self.view.update(stale=True)
-            if self.samples.age() >= self.timing.flush_every:
+            if self.samples.age() >= t.flush_every:
                 self.samples.flush()
 
+    async def _ask_alive(self, driver: PrinterDriver) -> None:
+        """Printers that report only changes are quiet while idle: the driver's cheap check tells a quiet printer
+        from a silent link. Only an answer counts; a driver that cannot tell leaves the report's age to speak."""
+        try:
+            alive = await asyncio.wait_for(driver.alive(), self.timing.probe_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed check is a silent printer, nothing more
+            log.debug('printer %s: liveness check failed: %s', self.config.name, e)
+            alive = False
+        if alive and self.driver is driver:
+            self._last_report = time.monotonic()
+            self.view.update_quiet(updated_at=datetime.now(UTC))  # what the tile shows is still what it says
+            self.view.update(stale=False)
+
     # ---- commands ------------------------------------------------------------------------------------------
+
+    async def emergency_stop(self) -> None:
+        """Not queued behind other commands (a console M190 may wait minutes). Drivers end the stopped job in
+        their own ways (cancelled, failed with M112's error, interrupted by the reset that follows): a job that
+        ends within estop_window after it ends cancelled by the emergency stop."""
+        driver = self.driver
+        if driver is None:
+            raise PrinterUnavailable(f'{self.config.name} is not connected')
+        self._estop = (time.monotonic(), self.job)
+        log.warning('printer %s: emergency stop', self.config.name)
+        try:
+            await driver.emergency_stop()
+        except CommandRefused:
+            self._estop = None  # the printer said no: whatever ends the job later is not our stop
+            raise
 
     async def command(self, factory: Callable[[PrinterDriver], Awaitable[T]]) -> T:
         """Run one command on the connected driver; commands for one printer run one after another."""
@@ -190,7 +254,7 @@ class PrinterWorker:
                 raise PrinterUnavailable(f'{self.config.name} is not connected')
             if self.job is not None or self._state != PrinterState.IDLE:
                 raise CommandRefused(f'{self.config.name} is {self._state.value}')
-            remote = await driver.upload(local_path, remote_name_for(display_name))
+            remote = await driver.upload(local_path, remote_name_for(display_name, local_path.name))
             job = ActiveJob(
                 member_id=member_id,
                 file_name=display_name,
@@ -326,6 +390,10 @@ class PrinterWorker:
         job, self.job = self.job, None
         if job is None:
             return
+        if self._estop is not None and self._estop[1] is job:
+            if time.monotonic() - self._estop[0] <= self.timing.estop_window:
+                outcome, reason = JobOutcome.CANCELLED, ESTOP_REASON
+            self._estop = None
         if self._settle is not None:
             self._settle.cancel()
             self._settle = None

@@ -42,6 +42,7 @@ class PrinterForm:
     clear_api_key: bool = False  # ...unless this asks to remove it
     username: str = ''
     serial_number: str = ''
+    tls_fingerprint: str = ''  # Bambu: SHA-256 of the printer's certificate, hex with or without colons
     baudrate: int = 115200
     max_nozzle_c: float | None = 260.0
     max_bed_c: float | None = 110.0
@@ -66,6 +67,7 @@ class PrinterRow:
     has_secret: bool
     username: str
     serial_number: str
+    tls_fingerprint: str  # Bambu: pinned certificate (64 hex digits) or ''
     baudrate: int
     max_nozzle_c: float
     max_bed_c: float
@@ -90,6 +92,7 @@ def row_of(r: Any) -> PrinterRow:
         has_secret=bool(r.api_key),
         username=r.username,
         serial_number=r.serial_number,
+        tls_fingerprint=r.tls_fingerprint,
         baudrate=r.baudrate,
         max_nozzle_c=r.max_nozzle_c,
         max_bed_c=r.max_bed_c,
@@ -144,6 +147,15 @@ def _address(kind: PrinterKind, address: str) -> str:
     return address
 
 
+def _fingerprint(value: str | None) -> str:
+    """A SHA-256 certificate fingerprint as 64 lower-case hex digits: pasted with colons, spaces or in upper case
+    (as openssl and browsers show it) it still fits; anything else is refused rather than silently not pinned."""
+    text = ''.join((value or '').split()).replace(':', '').lower()
+    if text and (len(text) != 64 or any(c not in '0123456789abcdef' for c in text)):
+        raise Refused('bad_fingerprint', 'tls_fingerprint')
+    return text
+
+
 async def clean_form(conn: AsyncConnection, form: PrinterForm, old: Any | None) -> dict[str, Any]:
     """Column values from a form, or Refused naming the field; `old` is the row being edited."""
     name = clean_name(form.name)
@@ -157,6 +169,7 @@ async def clean_form(conn: AsyncConnection, form: PrinterForm, old: Any | None) 
         'address': _address(kind, form.address),
         'username': ' '.join((form.username or '').split())[:80],
         'serial_number': ''.join((form.serial_number or '').split())[:64],
+        'tls_fingerprint': _fingerprint(form.tls_fingerprint) if kind == PrinterKind.BAMBU else '',
         'enabled': bool(form.enabled),
     }
     values.update({key: _number(getattr(form, key), key) for key in RANGES})

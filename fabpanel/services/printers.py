@@ -20,7 +20,7 @@ from fabpanel.core.printers import ACTIVE_STATES, Heater
 from fabpanel.db.loaders import aware
 from fabpanel.live.state import LiveState
 from fabpanel.printers.driver import CommandRefused, PrinterDriver, PrinterUnavailable
-from fabpanel.printers.fleet import Fleet
+from fabpanel.printers.fleet import CONNECTION_FIELDS, Fleet
 from fabpanel.printers.job_store import ACTIVE, job_t, member_t, printer_t
 from fabpanel.services.auth import CurrentUser
 from fabpanel.services.machines import Refused, require_admin
@@ -135,7 +135,7 @@ class PrinterService:
         async with self.engine.begin() as conn:
             old = await self._row(conn, printer_id)
             values = await clean_form(conn, form, old)
-            connection = ('kind', 'address', 'baudrate', 'api_key', 'username', 'serial_number', 'enabled')
+            connection = (*CONNECTION_FIELDS, 'enabled')
             if self._busy(printer_id) and any(values[k] != getattr(old, k) for k in connection):
                 raise Refused('printer_busy')  # a new connection would end a streamed job
             await conn.execute(sa.update(printer_t).where(printer_t.c.id == printer_id).values(**values))
@@ -194,7 +194,8 @@ class PrinterService:
         require_staff(actor)
         self._known(printer_id)
         log.warning('printer %d: emergency stop by member %d', printer_id, actor.member_id)
-        await self._command(printer_id, 'emergency_stop', lambda d: d.emergency_stop())
+        self._capable(printer_id, 'emergency_stop')
+        await _mapped(self.fleet.emergency_stop(printer_id))
 
     async def set_temperature(self, actor: CurrentUser, printer_id: int, heater: Heater, target: float) -> None:
         require_staff(actor)
@@ -286,9 +287,14 @@ class PrinterService:
 
     async def _command(self, printer_id: int, capability: str, factory: Callable[[PrinterDriver], Awaitable[T]]) -> T:
         self._capable(printer_id, capability)
-        try:
-            return await self.fleet.command(printer_id, factory)
-        except PrinterUnavailable as e:
-            raise Refused('not_connected') from e
-        except CommandRefused as e:
-            raise Refused('printer_refused', reason=str(e)) from e
+        return await _mapped(self.fleet.command(printer_id, factory))
+
+
+async def _mapped(command: Awaitable[T]) -> T:
+    """A fleet command, with the printer's refusals as Refused."""
+    try:
+        return await command
+    except PrinterUnavailable as e:
+        raise Refused('not_connected') from e
+    except CommandRefused as e:
+        raise Refused('printer_refused', reason=str(e)) from e

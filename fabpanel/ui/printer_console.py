@@ -14,7 +14,7 @@ from fabpanel.i18n import Translator
 from fabpanel.live.state import LiveState
 from fabpanel.services.machines import Refused
 
-from .printer_form import printer_refusal
+from .printer_refusals import printer_refusal
 
 MAX_LINES = 300  # in the browser
 MAX_PENDING = 100  # between two sends: a printer streaming a job can log hundreds of lines a second
@@ -56,10 +56,7 @@ def console_card(live: LiveState, printer_id: int, _: Translator, send: Send) ->
                 for entry in [f'> {text}', *(f'< {a}' for a in answers)]:
                     seen['add'](entry)
         except Refused as e:
-            if e.code == 'gcode_refused':
-                text = _('refused, line {line}: {reason}').format(line=e.info.get('line', 1), reason=e.info['reason'])
-            else:
-                text = _('refused: {reason}').format(reason=printer_refusal(_, e))
+            text = _('refused: {reason}').format(reason=printer_refusal(_, e))
             log.push(' '.join(text.split())[:MAX_LINE], classes='text-red-400')
         finally:
             button.enable()

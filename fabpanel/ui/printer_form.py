@@ -4,7 +4,7 @@ add / edit dialog (checked here for clear messages, then again by the service)."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nicegui import ui
 from starlette.requests import Request
@@ -15,12 +15,15 @@ from fabpanel.services.auth import CurrentUser
 from fabpanel.services.machines import Refused
 from fabpanel.services.printer_forms import BAUDRATES, RANGES, PrinterForm
 
-from .machines import error_label, refusal_text
+from .machines import error_label
+from .printer_refusals import heater_labels, printer_refusal
 from .session import COOKIE
 
 if TYPE_CHECKING:
     from fabpanel.app import Panel
     from fabpanel.services.printers import PrinterRow, PrinterService
+
+__all__ = ['Actor', 'PrinterDialog', 'heater_labels', 'kind_labels', 'printer_refusal', 'user_actor']
 
 Actor = Callable[[], Awaitable[CurrentUser | None]]
 NUMBERS = (
@@ -49,40 +52,6 @@ def user_actor(
         return user
 
     return actor
-
-
-def heater_labels(_: Translator) -> dict[str, str]:
-    return {'nozzle': _('Nozzle'), 'bed': _('Bed'), 'chamber': _('Chamber')}
-
-
-def printer_refusal(_: Translator, e: Refused) -> str:
-    info: dict[str, Any] = {'max': '', 'min': '', 'line': '', 'reason': '', 'kind': '', **e.info}
-    info['heater'] = heater_labels(_).get(str(info.get('heater', e.field)), info.get('heater', ''))
-    texts = {
-        'printer_unknown': _('This printer does not exist or was deleted.'),
-        'printer_busy': _('The printer is busy with a job: wait until it ends (or cancel it) first.'),
-        'too_hot': _('{heater}: at most {max} °C on this printer.'),
-        'gcode_refused': _('Refused, line {line}: {reason}'),
-        'one_line': _('Send one line at a time.'),
-        'line_too_long': _('At most {max} characters.'),
-        'not_connected': _('The printer is not connected.'),
-        'not_printing': _('No job is running.'),
-        'not_paused': _('The job is not paused.'),
-        'not_your_job': _('Only staff or the member who started the job may do this.'),
-        'not_supported': _('This printer cannot do that.'),
-        'printer_refused': _('The printer refused: {reason}'),
-        'address_required': _('Enter the address of the printer.'),
-        'bad_address': _(
-            'This address does not fit the kind of printer (USB: /dev/serial/by-id/... or '
-            'serial:NUMBER; network: http://host:port; Bambu: host name; simulated: sim://name).'
-        ),
-        'bambu_needs_serial_and_code': _('A Bambu printer needs its serial number and access code.'),
-        'bad_number': _('A number from {min} to {max}.'),
-        'too_long': _('At most {max} characters.'),
-        'kind_required': _('Choose the kind of printer.'),
-    }
-    text = texts.get(e.code)
-    return text.format(**info) if text else refusal_text(_, e)
 
 
 def kind_labels(_: Translator) -> dict[str, str]:
@@ -136,6 +105,19 @@ class PrinterDialog:
             with ui.row().classes('w-full gap-2 no-wrap'):
                 self._text('username', _('User (PrusaLink)'), row.username if row else '', 'maxlength=80')
                 self._text('serial_number', _('Serial (Bambu)'), row.serial_number if row else '', 'maxlength=64')
+            self._text(
+                'tls_fingerprint',
+                _('Certificate fingerprint (SHA-256, optional)'),
+                row.tls_fingerprint if row else '',
+                'maxlength=100 autocomplete=off spellcheck=false',
+            )
+            # a prop value, not a props string: a translation with quotes stays text
+            self.fields['tls_fingerprint'].props['hint'] = _(
+                'Pins the printer certificate: the access code is sent only to the printer that shows it'
+            )
+            self.fields['tls_fingerprint'].bind_visibility_from(
+                self.kind, 'value', backward=lambda k: k == PrinterKind.BAMBU
+            )
             with ui.element('div').classes('grid grid-cols-2 sm:grid-cols-3 gap-x-2 w-full'):
                 for key, label in NUMBERS:
                     self._text(key, _(label), f'{getattr(row or PrinterForm(), key):g}', 'inputmode=decimal')
@@ -204,6 +186,7 @@ class PrinterDialog:
             clear_api_key=bool(self.clear_secret and self.clear_secret.value),
             username=f['username'].value or '',
             serial_number=f['serial_number'].value or '',
+            tls_fingerprint=(f['tls_fingerprint'].value or '') if kind == PrinterKind.BAMBU else '',
             baudrate=int(self.baudrate.value or 115200),
             materials=_words(f['materials'].value),
             tags=_words(f['tags'].value),

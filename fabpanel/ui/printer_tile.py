@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nicegui import background_tasks, ui
 
@@ -19,6 +20,9 @@ from fabpanel.core.printers import ACTIVE_STATES, PrinterState
 from fabpanel.i18n import Translator
 from fabpanel.live.printers import PrinterLive
 from fabpanel.live.state import LiveState
+
+if TYPE_CHECKING:
+    from fabpanel.app import Panel
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +236,16 @@ class PrinterTiles:
                     self._changed(printer_id)
                 except Exception:  # one broken tile must not stop the clock of the others
                     log.exception('printer tile tick failed')
+
+
+# The tile hub of each panel lives here, beside the panel rather than on it: the composition root (fabpanel/app.py)
+# imports no UI code, and a panel that is gone (tests start many) takes its hub with it.
+_HUBS: weakref.WeakKeyDictionary[Panel, PrinterTiles] = weakref.WeakKeyDictionary()
+
+
+def hub_of(panel: Panel) -> PrinterTiles:
+    """The panel's one PrinterTiles, shared by every browser and page that shows printer tiles; made on first use."""
+    hub = _HUBS.get(panel)
+    if hub is None:
+        hub = _HUBS[panel] = PrinterTiles(panel.live)
+    return hub

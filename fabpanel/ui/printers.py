@@ -16,24 +16,17 @@ from fabpanel.services.machines import Refused
 from .components import aria, confirm, empty
 from .layout import frame, nav_registered, page_language
 from .printer_form import Actor, PrinterDialog, printer_refusal, user_actor
-from .printer_tile import TILE_CSS, PrinterTiles
+from .printer_tile import TILE_CSS, hub_of
 from .session import page_user
 
 if TYPE_CHECKING:
     from fabpanel.app import Panel
     from fabpanel.services.printers import PrinterService
 
+__all__ = ['hub_of', 'register']  # hub_of: the panel's tile hub, for other pages that show printer tiles
+
 
 # ---- the list ---------------------------------------------------------------------------------------------------
-def hub_of(panel: Panel) -> PrinterTiles:
-    """One PrinterTiles per panel (created with the pages, shared by every browser and page)."""
-    hub = getattr(panel, '_printer_tile_hub', None)
-    if hub is None:
-        hub = PrinterTiles(panel.live)
-        panel._printer_tile_hub = hub  # type: ignore[attr-defined]
-    return hub
-
-
 async def _delete(
     _: Translator, printers: PrinterService, actor: Actor, live: PrinterLive | None, printer_id: int
 ) -> None:

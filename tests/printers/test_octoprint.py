@@ -79,6 +79,7 @@ async def test_connect_reports_idle_temperatures_and_console(
     assert report.firmware.startswith('OctoPrint 1.')
     assert report.at is not None and report.job is None
     await listener.until(lambda: listener.reports and listener.last.nozzle.actual is not None, what='temperatures')
+    assert await driver.alive()  # OctoPrint keeps pushing: the worker's liveness check says so
     await driver.set_temperature(Heater.NOZZLE, 45)
     await listener.until(lambda: listener.last.nozzle.target == 45, what='nozzle target 45')
     await listener.until(lambda: (listener.last.nozzle.actual or 0) > 25, what='nozzle heating')

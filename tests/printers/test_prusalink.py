@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,3 +171,16 @@ async def test_wrong_password_is_refused_clearly(prusalink: FakePrusaLink, caplo
     with pytest.raises(PrinterUnavailable, match='refused'):
         await driver.connect()
     assert PASSWORD not in caplog.text and 'wrong-password' not in caplog.text
+
+
+async def test_alive_while_the_polls_are_answered(
+    connected: tuple[PrusaLinkDriver, Recorder], prusalink: FakePrusaLink
+) -> None:
+    driver, _recorder = connected
+    driver.poll_interval = 0.2
+    assert await driver.alive()  # an idle printer reports nothing new, yet it answers every poll
+    await prusalink.go_offline()
+    deadline = asyncio.get_running_loop().time() + 5
+    while await driver.alive():
+        assert asyncio.get_running_loop().time() < deadline, 'still alive with PrusaLink gone'
+        await asyncio.sleep(0.05)

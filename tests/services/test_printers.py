@@ -130,6 +130,28 @@ async def test_admin_adds_edits_and_removes_printers(any_lab: Lab) -> None:
         ({'max_bed_c': float('nan')}, 'bad_number', 'max_bed_c'),
         ({'nozzle_diameter_mm': None}, 'bad_number', 'nozzle_diameter_mm'),
         ({'tags': ['x' * 300]}, 'too_long', 'tags'),
+        (
+            {
+                'kind': 'bambu',
+                'address': '10.0.0.9',
+                'api_key': 'code',
+                'serial_number': '01P00A',
+                'tls_fingerprint': 'ab' * 31,
+            },
+            'bad_fingerprint',
+            'tls_fingerprint',
+        ),
+        (
+            {
+                'kind': 'bambu',
+                'address': '10.0.0.9',
+                'api_key': 'code',
+                'serial_number': '01P00A',
+                'tls_fingerprint': 'zz' * 32,
+            },
+            'bad_fingerprint',
+            'tls_fingerprint',
+        ),
     ],
 )
 async def test_the_form_is_checked(lab: Lab, changes: dict, code: str, field: str) -> None:
@@ -240,3 +262,26 @@ async def test_unknown_and_offline_printers(lab: Lab) -> None:
     sim.disconnect()
     await wait_for(lambda: lab.live.printers[printer_id].state == 'offline')
     await refused(s.set_temperature(ADMIN, printer_id, Heater.NOZZLE, 100), 'not_connected')
+
+
+async def test_a_bambu_certificate_fingerprint_is_kept_in_one_form_and_pins_the_connection(lab: Lab) -> None:
+    digest = 'a1b2c3d4' * 8
+    with_colons = ':'.join(digest[i : i + 2] for i in range(0, 64, 2)).upper()  # as openssl prints it
+    form = PrinterForm(
+        name='X1C',
+        kind='bambu',
+        address='10.0.0.9',
+        api_key='12345678',
+        serial_number='00M09A',
+        tls_fingerprint=f' {with_colons} ',
+    )
+    printer_id = await lab.service.create(ADMIN, form)
+    assert (await lab.service.get(printer_id)).tls_fingerprint == digest
+    assert lab.fleet.config(printer_id).tls_fingerprint == digest
+    driver = lab.fleet.registry.create(lab.fleet.config(printer_id), lab.fleet.workers[printer_id])
+    assert driver.trust.fingerprint == digest  # what the TLS handshake checks (see tests/printers/test_bambu_fleet.py)
+    await lab.service.update(ADMIN, printer_id, replace(form, tls_fingerprint=''))
+    assert lab.fleet.config(printer_id).tls_fingerprint == ''
+    # other kinds have no certificate to pin: nothing is stored for them
+    other = await lab.service.create(ADMIN, PrinterForm(name='Sim', kind='simulated', tls_fingerprint=digest))
+    assert (await lab.service.get(other)).tls_fingerprint == ''

@@ -174,6 +174,35 @@ async def test_admin_adds_edits_and_deletes_a_simulated_printer(lab, tmp_path: P
     assert await panel.printers.get(printer_id) is None
 
 
+async def test_a_bambu_printer_takes_a_certificate_fingerprint(lab) -> None:  # noqa: ANN001
+    new_user, panel = lab
+    admin = await signed_in(new_user, panel, ADMIN)
+    await admin.open('/printers')
+    admin.find(marker='add-printer').click()
+    await admin.should_see(marker='save-printer')
+    await admin.should_not_see(marker='printer-tls_fingerprint')  # simulated printers have no certificate
+    set_value(admin, 'printer-kind', 'bambu')
+    await admin.should_see(marker='printer-tls_fingerprint')
+    set_value(admin, 'printer-name', 'P1S')
+    set_value(admin, 'printer-address', '127.0.0.1')  # nothing listens: the fleet keeps it offline
+    set_value(admin, 'printer-serial_number', '01P00A391800123')
+    set_value(admin, 'printer-api_key', '28473910')
+    set_value(admin, 'printer-tls_fingerprint', 'AB:CD')
+    admin.find(marker='save-printer').click()
+    await admin.should_see("The certificate fingerprint is the printer certificate's SHA-256", retries=20)
+    assert await panel.printers.list() == []
+    set_value(admin, 'printer-tls_fingerprint', ':'.join(['AB'] * 32))
+    admin.find(marker='save-printer').click()
+    await admin.should_see('Printer added.', retries=50)
+    [row] = await panel.printers.list()
+    assert row.kind == 'bambu' and row.tls_fingerprint == 'ab' * 32
+    admin.find(marker=f'edit-printer-{row.id}').click()
+    await admin.should_see(marker='printer-tls_fingerprint')
+    with admin:
+        [field] = admin.find(marker='printer-tls_fingerprint').elements
+        assert field.value == 'ab' * 32  # not a secret: shown so it can be compared with the printer's
+
+
 async def test_staff_console_refuses_unsafe_lines_and_members_have_none(lab) -> None:  # noqa: ANN001
     new_user, panel = lab
     printer_id = await add_printer(panel)
@@ -182,7 +211,7 @@ async def test_staff_console_refuses_unsafe_lines_and_members_have_none(lab) -> 
     await staff.should_see(marker='console')
     staff.find(marker='console-input').type('M104 S400')
     staff.find(marker='console-send').click()
-    await staff.should_see('refused, line 1:', retries=20)
+    await staff.should_see('refused: Line 1: M104 asks for 400 °C', retries=20)
     set_value(staff, 'console-input', 'M105')  # the refused line stays in the input to be corrected
     staff.find(marker='console-send').click()
     await staff.should_see('> M105', retries=40)

@@ -41,6 +41,7 @@ class FakeMoonraker:
             'heater_bed': {'temperature': AMBIENT, 'target': 0.0},
             'webhooks': {'state': 'ready', 'state_message': 'Printer is ready'},
         }
+        self.hung = False  # the socket stays open but Moonraker neither answers nor pushes (see hang())
         self.clients: dict[web.WebSocketResponse, tuple[web.Request, dict[str, Any]]] = {}
         self.authorised: dict[web.WebSocketResponse, bool] = {}
         self._sent: dict[str, Any] = copy.deepcopy(self.status)
@@ -75,6 +76,10 @@ class FakeMoonraker:
         for request, _ in list(self.clients.values()):
             if request.transport is not None:
                 request.transport.abort()
+
+    def hang(self, hung: bool = True) -> None:
+        """Moonraker stops answering calls and pushing updates while its socket stays open (a stuck host)."""
+        self.hung = hung
 
     async def shutdown(self, message: str = "MCU 'mcu' shutdown: Timer too close") -> None:
         self.klippy_state, self.state_message = 'shutdown', message
@@ -122,6 +127,8 @@ class FakeMoonraker:
         self.status['extruder']['target'] = self.status['heater_bed']['target'] = 0.0
 
     async def _broadcast_diff(self) -> None:
+        if self.hung:
+            return
         diff = _diff(self._sent, self.status)
         self._sent = copy.deepcopy(self.status)
         if diff:
@@ -159,6 +166,8 @@ class FakeMoonraker:
     async def _rpc(self, ws: web.WebSocketResponse, request: dict[str, Any]) -> None:
         method, params = request['method'], request.get('params') or {}
         self.calls.append(method)
+        if self.hung:
+            return
         try:
             handler = getattr(self, 'rpc_' + method.replace('.', '_'), None)
             if handler is None:
