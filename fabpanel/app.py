@@ -22,6 +22,8 @@ from fabpanel.printers.fleet import Fleet
 from fabpanel.services.auth import AuthService
 from fabpanel.services.boards import BoardService
 from fabpanel.services.printers import PrinterService
+from fabpanel.services.spool_ledger import SpoolLedger
+from fabpanel.services.spools import SpoolService
 from fabpanel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class Panel:
         self.auth = AuthService(self.engine, self.mailer, settings.web.base_url)
         self.fleet = Fleet(self.engine, self.live)  # one worker per enabled printer, started in start()
         self.printers = PrinterService(self.engine, self.live, self.fleet)
+        self.spools = SpoolService(self.engine, self.live, settings.web.base_url)
+        self.ledger = SpoolLedger(self.engine, self.live)  # job ends -> spool usage, exactly once
         self.gateway: BoardGateway | None = None
         self.broker: EmbeddedBroker | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -59,6 +63,7 @@ class Panel:
         if created is not None:
             log.warning('first start: the admin account %s was created; its one-time password is in %s '
                         '(sign in and choose your own)', s.web.default_admin_email, created)
+        await self.ledger.start()  # before the fleet: it reports the jobs a restart interrupted
         await self.fleet.start()
         if gateway:
             if s.mqtt.embedded:
@@ -86,6 +91,7 @@ class Panel:
                 await task
         self._tasks.clear()
         await self.fleet.stop()  # closes the printer connections and writes their pending records
+        await self.ledger.stop()
         await self.boards.settle()
         await self.auth.settle()
         if self.started.is_set():

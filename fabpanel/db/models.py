@@ -19,6 +19,7 @@ class Role(SQLModel, table=True):
     may_maintain: bool = False
     may_administer: bool = False
     may_approve_prints: bool = False
+    auto_approve_prints: bool = Field(default=False, sa_column_kwargs={'server_default': sa.false()})
     is_default: bool = False
 
 
@@ -176,6 +177,7 @@ class Printer(SQLModel, table=True):
     api_key: str = Field(default='', max_length=255)
     username: str = Field(default='', max_length=80)
     serial_number: str = Field(default='', max_length=64)
+    tls_fingerprint: str = Field(default='', max_length=64)  # Bambu: SHA-256 of its certificate, hex
     max_nozzle_c: float = 260.0
     max_bed_c: float = 110.0
     max_chamber_c: float = 60.0
@@ -188,6 +190,11 @@ class Printer(SQLModel, table=True):
     enabled: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
+    # the queue: after every job a person confirms the bed is clear; kept here so a restart still waits for them
+    bed_clear: bool = Field(default=True, sa_column_kwargs={'server_default': sa.true()})
+    auto_schedule: bool = Field(default=True, sa_column_kwargs={'server_default': sa.true()})
+    # the spool in the printer: the one place that says where a spool is loaded (unique: one printer per spool)
+    loaded_spool_id: int | None = Field(default=None, foreign_key='spool.id', unique=True, index=True)
 
 
 class PrintJob(SQLModel, table=True):
@@ -212,6 +219,9 @@ class PrintJob(SQLModel, table=True):
     reason: str = Field(default='', max_length=500)
     started_outside: bool = False  # found running on connect (started at the printer or by another tool)
     host_streamed: bool = False  # the host sent every line: a lost connection or host restart ends it
+    job_id: int | None = Field(default=None, foreign_key='job.id', index=True)  # None: started outside the queue
+    grams_planned: float | None = None
+    progress: float | None = None  # last known fraction 0..1 at the end: what a failed job took off the spool
 
 
 class PrinterSample(SQLModel, table=True):
@@ -227,3 +237,118 @@ class PrinterSample(SQLModel, table=True):
     bed: float | None = None
     bed_target: float | None = None
     state: str = Field(default='', max_length=16)
+
+
+class Job(SQLModel, table=True):
+    """A member's print request in the queue, from upload to its outcome. Each attempt on a printer is a PrintJob.
+
+    status: submitted -> approved -> queued -> printing -> done / failed / cancelled (see services/queue.py).
+    The figures below come from the file's metadata (None when the file did not say); `requirements` are what
+    a printer must offer beyond them.
+    """
+
+    __table_args__ = (sa.Index('ix_job_status_priority_position', 'status', 'priority', 'position'),)
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key='member.id', index=True)
+    file_name: str = Field(max_length=255)  # the member's name for it: display only, never a path
+    stored_name: str = Field(max_length=80, unique=True)  # generated (uuid hex + suffix) under data_dir/jobs
+    size_bytes: int = 0
+    kind: str = Field(default='gcode', max_length=8)  # 'gcode' or '3mf'
+    status: str = Field(default='submitted', max_length=16)
+    priority: int = 0  # higher first
+    position: int = 0  # order within one priority (staff reorder)
+    printer_id: int | None = Field(default=None, foreign_key='printer.id', index=True)  # assigned or printed on
+    # metadata
+    slicer: str = Field(default='', max_length=80)
+    estimated_s: int | None = None
+    grams: float | None = None
+    filament_mm: float | None = None
+    material: str = Field(default='', max_length=32)
+    nozzle_mm: float | None = None
+    layer_count: int | None = None
+    max_nozzle_c: float | None = None
+    max_bed_c: float | None = None
+    thumbnail: str = Field(default='', max_length=80)  # stored name of the extracted thumbnail, '' if none
+    meta_json: str = Field(default='{}', sa_type=sa.Text)  # the rest (warnings, per-extruder figures) for pages
+    # requirements
+    min_x_mm: float | None = None
+    min_y_mm: float | None = None
+    min_z_mm: float | None = None
+    tags: str = Field(default='', max_length=255)  # comma separated: the printer must have all of them
+    # approval and outcome
+    auto_approved: bool = False
+    approved_by: int | None = Field(default=None, foreign_key='member.id')
+    approved_at: datetime | None = None
+    submitted_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = Field(default='', max_length=500)
+
+
+class BedCheck(SQLModel, table=True):
+    """A person confirmed a printer's bed is clear after a job, and said how the job came out."""
+
+    __tablename__ = 'bed_check'
+    __table_args__ = (sa.Index('ix_bed_check_printer_at', 'printer_id', 'confirmed_at'),)
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: int = Field(foreign_key='printer.id')
+    print_job_id: int | None = Field(default=None, foreign_key='print_job.id', index=True)
+    confirmed_by: int | None = Field(default=None, foreign_key='member.id', index=True)
+    confirmed_at: datetime = Field(default_factory=utcnow)
+    outcome: str = Field(default='success', max_length=16)  # 'success' or 'failed'
+    reason: str = Field(default='', max_length=500)
+
+
+class Vendor(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Filament(SQLModel, table=True):
+    """A product: one vendor's material in one colour. Spools are physical rolls of it."""
+
+    __table_args__ = (sa.UniqueConstraint('vendor_id', 'name'),)
+    id: int | None = Field(default=None, primary_key=True)
+    vendor_id: int = Field(foreign_key='vendor.id', index=True)
+    name: str = Field(max_length=80)
+    material: str = Field(max_length=32)  # 'PLA', 'PETG', ... (upper case; matched against printers)
+    colour_hex: str = Field(default='', max_length=9)  # '#RRGGBB' or '#RRGGBBAA', '' unknown
+    diameter_mm: float = 1.75
+    density_g_cm3: float = 1.24
+    price_per_kg: float | None = None
+    low_stock_grams: float = 0.0  # 0: no alert
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Spool(SQLModel, table=True):
+    """A roll of filament. Where it is loaded is `Printer.loaded_spool_id`; `location` is its shelf otherwise."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    filament_id: int = Field(foreign_key='filament.id', index=True)
+    code: str = Field(max_length=16, unique=True)  # random short token printed on the QR label
+    initial_grams: float
+    remaining_grams: float
+    empty_spool_grams: float = 0.0
+    lot: str = Field(default='', max_length=80)
+    location: str = Field(default='', max_length=80)  # shelf text
+    archived: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpoolUsage(SQLModel, table=True):
+    """The ledger: grams taken off (or, negative, put back on) a spool. One row per (print job, spool): replays,
+    restarts and retries of a job's end can never deduct twice. Weigh-in corrections have no print job."""
+
+    __tablename__ = 'spool_usage'
+    __table_args__ = (
+        sa.UniqueConstraint('print_job_id', 'spool_id'),
+        sa.Index('ix_spool_usage_created', 'created_at'),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    print_job_id: int | None = Field(default=None, foreign_key='print_job.id')
+    spool_id: int = Field(foreign_key='spool.id', index=True)
+    member_id: int | None = Field(default=None, foreign_key='member.id', index=True)  # who printed or weighed
+    grams: float
+    reason: str = Field(default='job', max_length=16)  # 'job' (done), 'partial' (failed/cancelled), 'weigh_in'
+    created_at: datetime = Field(default_factory=utcnow)

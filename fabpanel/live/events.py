@@ -62,3 +62,5 @@ class Events:
         self.job_started: Event[tuple[int, int]] = Event('JOB_STARTED', 'a print job started; arg: (printer, job id)')
         self.job_ended: Event[tuple[int, int, str]] = Event(
             'JOB_ENDED', 'a print job ended; arg: (printer id, job id, core.printers.JobOutcome value)')
+        self.spool_changed: Event[int] = Event(
+            'SPOOL_CHANGED', 'a spool was added, edited, loaded, weighed or used by a job; arg: spool id')
