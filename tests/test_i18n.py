@@ -14,7 +14,8 @@ from fabpanel.i18n import LANGUAGES, LOCALES_DIR, N_, gettext_for, pick_language
 ROOT = Path(__file__).resolve().parents[1]
 POT = LOCALES_DIR / 'fabpanel.pot'
 PLACEHOLDER = re.compile(r'\{[^{}]*\}')
-KEYWORDS = {'_': None, 'N_': None, 'pgettext': ((1, 'c'), 2)}  # what `pybabel extract -k _ -k N_` looks for
+# what `pybabel extract -k _ -k N_ -k pgettext:1c,2` looks for (ngettext is among babel's defaults)
+KEYWORDS = {'_': None, 'N_': None, 'pgettext': ((1, 'c'), 2), 'ngettext': (1, 2)}
 
 
 def _catalog(path: Path, locale: str | None = None):  # noqa: ANN202
@@ -22,8 +23,12 @@ def _catalog(path: Path, locale: str | None = None):  # noqa: ANN202
         return read_po(f, locale=locale)
 
 
+def _key(m) -> tuple[str | None, str]:  # noqa: ANN001
+    return m.context, m.id if isinstance(m.id, str) else m.id[0]  # a plural entry is known by its singular
+
+
 def _keys(catalog) -> set[tuple[str | None, str]]:  # noqa: ANN001
-    return {(m.context, m.id) for m in catalog if m.id}
+    return {_key(m) for m in catalog if m.id}
 
 
 def _in_code() -> set[tuple[str | None, str]]:
@@ -44,9 +49,13 @@ def test_the_template_is_up_to_date_with_the_code() -> None:
 def test_every_message_is_translated(lang: str) -> None:
     po = _catalog(LOCALES_DIR / lang / 'LC_MESSAGES' / 'fabpanel.po', lang)
     wanted = _keys(_catalog(POT)) | _in_code()
-    by_key = {(m.context, m.id): m for m in po if m.id}
-    untranslated = sorted(str(k) for k in wanted if k not in by_key or not by_key[k].string
-                          or by_key[k].fuzzy)
+    by_key = {_key(m): m for m in po if m.id}
+
+    def translated(m) -> bool:  # noqa: ANN001
+        forms = m.string if isinstance(m.string, tuple) else (m.string,)
+        return all(forms) and not m.fuzzy
+
+    untranslated = sorted(str(k) for k in wanted if k not in by_key or not translated(by_key[k]))
     assert not untranslated, f'{lang}: untranslated (run `pybabel update` and translate): {untranslated}'
 
 
@@ -54,9 +63,18 @@ def test_every_message_is_translated(lang: str) -> None:
 def test_placeholders_survive_translation(lang: str) -> None:
     po = _catalog(LOCALES_DIR / lang / 'LC_MESSAGES' / 'fabpanel.po', lang)
     for m in po:
-        if m.id and m.string:
+        if not m.id or not m.string:
+            continue
+        if isinstance(m.id, str):
             assert sorted(PLACEHOLDER.findall(m.id)) == sorted(PLACEHOLDER.findall(m.string)), m.id
             m.string.format(**{p.strip('{}'): 'x' for p in PLACEHOLDER.findall(m.id)})  # and it still formats
+            continue
+        # plural: the code formats every form with the plural msgid's names; a singular form may leave the count out
+        names = set(PLACEHOLDER.findall(m.id[1]))
+        for form in m.string:
+            assert set(PLACEHOLDER.findall(form)) <= names, (m.id, form)
+            form.format(**{p.strip('{}'): 'x' for p in names})
+        assert set(PLACEHOLDER.findall(m.string[-1])) == names, m.id
 
 
 def test_the_italian_catalogue_is_used() -> None:
@@ -70,6 +88,10 @@ def test_the_italian_catalogue_is_used() -> None:
     assert gettext_for('xx').lang == 'en'
     assert translations('it') is translations('it')  # compiled once
     assert N_('Machines') == 'Machines'
+    one, many = '{count} use · {hours} · {open} open', '{count} uses · {hours} · {open} open'
+    assert _.ngettext(one, many, 1).startswith('{count} utilizzo ')
+    assert _.ngettext(one, many, 5).startswith('{count} utilizzi ')
+    assert en.ngettext(one, many, 1) == one and en.ngettext(one, many, 0) == many
 
 
 @pytest.mark.parametrize(('header', 'preferred', 'expected'), [
