@@ -74,7 +74,12 @@ async def load_machine_uses(conn: AsyncConnection) -> dict[int, MachineUses]:
 async def load_plans(conn: AsyncConnection, machine_id: int | None = None) -> dict[int, list[PlanUsage]]:
     """Every plan with the usage since its last intervention; only one machine's when `machine_id` is given."""
     p, i, u = _t(MaintenancePlan), _t(Intervention), _t(Use)
-    last = sa.select(i.c.plan_id, sa.func.max(i.c.at).label('last_at')).group_by(i.c.plan_id).subquery()
+    last_q = sa.select(i.c.plan_id, sa.func.max(i.c.at).label('last_at')).group_by(i.c.plan_id)
+    if machine_id is not None:
+        # one machine's plans (a board's maintenance message, answered while it waits): group only their
+        # interventions, not the whole lab's history
+        last_q = last_q.where(i.c.plan_id.in_(sa.select(p.c.id).where(p.c.machine_id == machine_id)))
+    last = last_q.subquery()
     used = sa.func.coalesce(sa.func.sum(u.c.duration_s), 0.0)
     q = (sa.select(p.c.id, p.c.machine_id, p.c.hours_between, p.c.lcd_text, p.c.description, last.c.last_at,
                    used.label('used'))
