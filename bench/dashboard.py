@@ -9,15 +9,17 @@ from this process (pinned to core 1, like everything else it starts):
 - clients of the dashboard '/', signed in with a session cookie: one headless Chromium (--browsers; a
   MutationObserver notes when a tile's data-status changes in the DOM) and the rest lightweight clients speaking
   the page's socket.io protocol (bench/dashboard_clients.py; they note when the update with the tile's new
-  data-status arrives). One browser only by default: NiceGUI re-renders the whole page (850 elements) for each
-  update message, ~20 a second here, which takes a headless Chromium about half a core; two of them saturate
-  core 1 and then measure their own backlog (use --browsers 3 with more cores). Browsers run at nice 10;
+  data-status arrives). One browser only by default: a headless Chromium takes about a fifth of core 1 for the
+  page's 10 updates a second, and core 1 also runs the boards, the lightweight clients and Mosquitto (use
+  --browsers 3 with more cores). Browsers run at nice 10;
 - steps of 10, 50 and 100 connected clients (--clients, browsers included): for each, the time from a board's
   message to the update reaching every client (p50/p95/p99/max, and for Chromium alone), updates that never
   arrived, the boards' reply time, the CPU of the panel / this load side / Mosquitto / Chromium, and the panel's
   RSS growth since before the first client (per connected client). A first step with no clients gives the
   panel's CPU and RSS without browsers. The headline latency is the socket.io clients' (what the panel
-  delivers); Chromium's, which adds its own rendering on a shared core, is shown apart.
+  delivers); Chromium's, which adds its own rendering on a shared core, is shown apart;
+- at the end every client leaves, and 40 s later (--leave) the panel's RSS (and with --probe the objects its
+  garbage collector holds) show whether their pages were freed.
 
 Printer tiles (BENCHMARKS.md asks for 10) do not exist yet: the dashboard has the 50 machine tiles only.
 
@@ -27,7 +29,7 @@ Run from the repo root:
     .venv/bin/python -m bench.dashboard --quick               # smoke run, < 1 min
     .venv/bin/python -m bench.dashboard --clients 100 --profile   # py-spy on the panel at 100 clients
     .venv/bin/python -m bench.dashboard --probe               # + the panel's event-loop stalls and GC passes
-    .venv/bin/python -m bench.dashboard --experiment freeze,summary   # what those panel changes would gain
+    .venv/bin/python -m bench.dashboard --experiment nofreeze   # without the dashboard's gc.freeze() of open pages
     .venv/bin/python -m bench.dashboard --clients 5,15 --browsers 0 --trace-memory   # what a client's memory is
 
 Targets from the issue (2 cores): 100 clients, p99 < 500 ms, < 2 MB of panel memory per client.
@@ -88,6 +90,8 @@ class Bench:
         self.driver: BoardDriver | None = None
         self.connect_errors: list[str] = []
         self.sessions = iter(lab.sessions)
+        self.left: dict[str, float] = {}  # after every client left (--leave)
+        self.objects0 = -1  # objects in the panel's collector before any client (--probe)
 
     async def lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,10 +124,45 @@ class Bench:
             if a.trace_memory:
                 self.memory_report = await self.memory_probe()
                 print(f'\npanel memory since before the first client (tracemalloc):\n{self.memory_report}', flush=True)
+            if a.leave:
+                await self.leave()
         finally:
             await driver.stop()
             await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
             lag.cancel()
+
+    async def leave(self) -> None:
+        """Every client goes away; `--leave` seconds later the panel must have freed their pages (the dashboard's
+        PageHeap runs one full collection a while after pages closed: closed pages leave reference cycles)."""
+        a = self.args
+        with_clients = (len(self.clients), rss_mb(self.panel.pid), await self.gc_objects())
+        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+        self.clients.clear()
+        self.browsers.clear()
+        await self.stalls()
+        await asyncio.sleep(a.leave)
+        stalls = await self.stalls()
+        longest_gc = max((g['max_ms'] for g in stalls.get('gc', {}).values()), default=float('nan'))
+        self.left = {'clients': with_clients[0], 'rss_with': with_clients[1], 'rss_after': rss_mb(self.panel.pid),
+                     'objects_with': with_clients[2], 'objects_after': await self.gc_objects(),
+                     'longest_gc_ms': longest_gc}
+        print(f'\n  (all {with_clients[0]} clients left; {a.leave:g} s later: {self.leave_text()})', flush=True)
+
+    async def gc_objects(self) -> int:
+        """Objects the panel's collector holds, frozen ones included (--probe), else -1."""
+        if not self.args.probe:
+            return -1
+        s = await self.stalls()
+        return int(s['gc_tracked'] + s['gc_frozen'])
+
+    def leave_text(self) -> str:
+        k = self.left
+        text = (f'panel RSS {k["rss_after"]:.0f} MB (with the clients {k["rss_with"]:.0f} MB, before any client '
+                f'{self.rss0:.0f} MB)')
+        if k['objects_after'] >= 0:
+            text += (f'; objects in the collector {k["objects_with"]:,} -> {k["objects_after"]:,} (before any client '
+                     f'{self.objects0:,}); longest GC pass meanwhile {k["longest_gc_ms"]:.0f} ms')
+        return text
 
     async def fill(self, target: int) -> dict[str, float]:
         """Connect clients until `target` are on the page: the browsers first, then lightweight ones."""
@@ -184,6 +223,8 @@ class Bench:
         cpu['other1'] = max(0.0, cpu.get('core1', 0) - cpu['load'] - cpu['mosquitto'] - cpu['browsers'])
         if target == 0:
             self.rss0, self.idle_cpu = rss, cpu['panel']
+            if stalls:
+                self.objects0 = int(stalls['gc_tracked'] + stalls['gc_frozen'])
             if a.trace_memory:
                 await self.memory_probe('?mark=1')
         r = make_result(clients=[(c.kind, c.stats) for c in self.clients], changes=self.changes.all[first:last],
@@ -304,6 +345,9 @@ def summary(bench: Bench) -> None:
         a, b = bench.steps[-2], bench.steps[-1]
         print(f'marginal RSS per client from {a.clients} to {b.clients} clients: '
               f'{(b.rss - a.rss) / (b.clients - a.clients):.2f} MB')
+    if bench.left:
+        print(f'after all {bench.left["clients"]:.0f} clients left ({bench.args.leave:g} s later): '
+              f'{bench.leave_text()}')
     if bench.connect_errors:
         print(f'failed page loads while filling up (retried): {len(bench.connect_errors)}, '
               f'e.g. {bench.connect_errors[0]}')
@@ -344,11 +388,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='start the panel through bench/dashboard_probe.py and show its event-loop stalls and garbage '
                         'collections per step (cheap)')
     p.add_argument('--experiment', default='',
-                   help='comma list of bench/dashboard_probe.py experiments (freeze, summary): monkeypatches that show '
-                        'what a panel change would gain; implies --probe')
+                   help='comma list of bench/dashboard_probe.py experiments (nofreeze): monkeypatches that show what '
+                        'a panel feature gains; implies --probe')
     p.add_argument('--trace-memory', action='store_true',
                    help='start the panel through bench/dashboard_probe.py (tracemalloc) and report what the clients\' '
                         'memory is made of; slows the panel: its latencies and CPU are then not representative')
+    p.add_argument('--leave', type=float, default=None,
+                   help='after the last step every client leaves; report the panel\'s memory this many seconds later '
+                        '(default 40: NiceGUI\'s reconnect timeout, then the dashboard frees closed pages within 30 s; '
+                        '--quick: 0 = skip)')
     p.add_argument('--loop', choices=['uvloop', 'asyncio'], default='uvloop', help='event loop of the load side')
     p.add_argument('--wait-quiet', type=float, default=0.0,
                    help='wait up to this many seconds for both cores to be idle (<= 15 %%) for 3 s before starting')
@@ -359,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.probe = a.probe or bool(a.experiment)
     a.connect_batch = a.connect_batch or (1 if a.trace_memory else 5)
     a.window = a.window or (6.0 if a.quick else 20.0)
+    a.leave = a.leave if a.leave is not None else (0.0 if a.quick else 40.0)
     a.settle = a.settle if a.settle is not None else (2.0 if a.quick else 3.0)
     return a
 

@@ -8,13 +8,10 @@ GET /_bench/memory?mark=1 takes a baseline (gc object counts by type) and starts
 types by count, and allocation sites. tracemalloc slows the panel: latencies and CPU of such a run are not
 the panel's.
 
-It changes nothing in the panel, unless asked for experiments (FABPANEL_PROBE_EXPERIMENTS=a,b; what a change
-would gain, without editing the panel):
-  freeze  `gc.collect(1); gc.freeze()` 2 s after the last browser connected: the pages' long-lived objects leave
-          the collector's full passes (which otherwise stop the event loop for ~12 ms per connected client).
-          Caveat: a frozen page whose browser leaves is only freed by a later gc.unfreeze();
-  summary the dashboard's counters are recounted at the next loop pass instead of 50 ms later, so that a tile's
-          change and the counters' change reach each browser in one update message instead of two.
+It changes nothing in the panel, unless asked for experiments (FABPANEL_PROBE_EXPERIMENTS=a,b; what a panel
+feature gains, without editing the panel):
+  nofreeze  the dashboard's PageHeap never freezes open pages (nor runs its full pass after pages closed): the
+            collector's full passes then walk every open page's objects again, every few seconds under load.
 """
 
 from __future__ import annotations
@@ -81,31 +78,10 @@ async def _start() -> None:
 app.on_startup(_start)
 
 
-class Freezer:
-    """Experiment 'freeze': move what the connected pages allocated out of the collector's full passes."""
+if 'nofreeze' in EXPERIMENTS:
+    from fabpanel.ui.dashboard import PageHeap
 
-    def __init__(self) -> None:
-        self.handle: asyncio.TimerHandle | None = None
-
-    def soon(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-        self.handle = asyncio.get_running_loop().call_later(2.0, self.freeze)
-
-    def freeze(self) -> None:
-        t0 = time.perf_counter()
-        gc.collect(1)
-        gc.freeze()
-        log.info('probe: gc.freeze(): %d objects frozen (%.0f ms)', gc.get_freeze_count(),
-                 (time.perf_counter() - t0) * 1000)
-
-
-if 'freeze' in EXPERIMENTS:
-    app.on_connect(Freezer().soon)
-if 'summary' in EXPERIMENTS:
-    import fabpanel.live.state
-
-    fabpanel.live.state.SUMMARY_DELAY_S = 0.0
+    PageHeap.opened = PageHeap.closed = lambda self: None  # type: ignore[method-assign]
 
 
 def _loopback(request: Request) -> bool:

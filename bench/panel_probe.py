@@ -1,8 +1,10 @@
 """Start the panel like `python main.py`, plus diagnostics of where its latency spikes come from.
 
 Used by `bench.boards --probe`; changes nothing in the panel. It logs, every 10 s, the event loop's stalls
-(a 5 ms timer that fires late) and the garbage collector's pauses; with FABPANEL_PROBE_DEBUG=1 it also turns
-on asyncio debug mode so that every callback running longer than 10 ms is logged with its name (heavy).
+(a 5 ms timer that fires late), the garbage collector's pauses and the board messages' time inside the panel
+(from paho decoding the request to the reply handed back to paho: p50/p99/max), so a latency tail seen by the
+boards can be placed in the panel or outside it (broker, network, load generator); with FABPANEL_PROBE_DEBUG=1 it
+also turns on asyncio debug mode so that every callback running longer than 10 ms is logged with its name (heavy).
 
 Experiments (FABPANEL_PROBE_EXPERIMENTS=a,b,...): monkeypatches that show what a change to the panel would
 gain, without editing it. They keep the panel's behaviour (same replies, same rows):
@@ -37,6 +39,7 @@ class Probe:
         self.gc_start = 0.0
         self.gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
         self.stalls: list[float] = []
+        self.inside: list[float] = []  # ms from paho's decoding of a board request to its reply handed to paho
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == 'start':
@@ -74,12 +77,59 @@ class Probe:
         for gen, times in self.gc.items():
             if times:
                 parts.append(f'gc gen{gen}: {len(times)} x, max {max(times):.1f} ms, total {sum(times):.0f} ms')
+        if self.inside:
+            v = sorted(self.inside)
+            parts.append(f'in-panel reply time: {len(v)} replies, p50 {v[len(v) // 2]:.2f} ms, '
+                         f'p99 {v[min(len(v) - 1, int(len(v) * 0.99))]:.2f} ms, max {v[-1]:.1f} ms')
         log.info('probe: last %.0f s: %s', REPORT_EVERY_S, '; '.join(parts))
         self.stalls = []
         self.gc = {0: [], 1: [], 2: []}
+        self.inside = []
+        _stamps.clear()  # messages that got no reply (alive, dropped) leave their stamp behind
 
 
 EXPERIMENTS = set(filter(None, os.environ.get('FABPANEL_PROBE_EXPERIMENTS', '').split(',')))
+_stamps: dict[int, float] = {}  # id(BoardMessage) -> perf_counter when paho decoded it
+
+
+def patch_timing() -> None:
+    """Stamp each incoming MQTT message when paho hands it to aiomqtt (in the socket's reader callback), carry
+    the stamp to the gateway's parsed BoardMessage, and record the time when its reply is handed to paho."""
+    import aiomqtt
+
+    from fabpanel.boards import gateway
+
+    make = aiomqtt.Message._from_paho_message  # noqa: SLF001
+
+    def from_paho(message: object) -> aiomqtt.Message:
+        m = make(message)
+        m.probe_t = time.perf_counter()  # type: ignore[attr-defined]
+        return m
+
+    aiomqtt.Message._from_paho_message = staticmethod(from_paho)  # type: ignore[method-assign]  # noqa: SLF001
+    receive, parse, answer = gateway.BoardGateway._receive, gateway.parse_payload, gateway.BoardGateway._answer
+    current = [0.0]
+
+    def _receive(self: gateway.BoardGateway, message: aiomqtt.Message) -> None:
+        current[0] = getattr(message, 'probe_t', 0.0)
+        receive(self, message)
+
+    def parse_payload(machine_id: int, payload: bytes):  # noqa: ANN202 - the gateway's own signature
+        msg = parse(machine_id, payload)
+        if current[0]:
+            _stamps[id(msg)] = current[0]
+        return msg
+
+    def _answer(self: gateway.BoardGateway, msg, reply, *args, **kwargs) -> None:  # noqa: ANN001
+        sent = self.health.replied
+        answer(self, msg, reply, *args, **kwargs)
+        t0 = _stamps.pop(id(msg), 0.0)
+        if t0 and self.health.replied != sent:
+            probe.inside.append((time.perf_counter() - t0) * 1000)
+
+    gateway.BoardGateway._receive = _receive  # type: ignore[method-assign]
+    gateway.parse_payload = parse_payload
+    gateway.BoardGateway._answer = _answer  # type: ignore[method-assign]
 
 
 def patch_publish() -> None:
@@ -143,6 +193,7 @@ def patch_statements() -> None:
     bs.apply_use_effects = apply_use_effects
 
 
+patch_timing()
 if 'publish' in EXPERIMENTS:
     patch_publish()
 if 'stmts' in EXPERIMENTS:

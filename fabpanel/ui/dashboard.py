@@ -1,9 +1,19 @@
-"""The live machines dashboard and the kiosk view."""
+"""The live machines dashboard and the kiosk view.
+
+Pages stay light (one element per tile, see machine_tile.py): a hundred open dashboards cost the panel a few
+megabytes and one small websocket message each per board change.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable
+
 from fastapi.responses import RedirectResponse
-from nicegui import context, ui
+from nicegui import app, context, ui
 from starlette.requests import Request
 
 from fabpanel.i18n import Translator
@@ -11,8 +21,61 @@ from fabpanel.live.state import LiveState
 from fabpanel.services.auth import AuthService
 
 from .layout import HEAD, frame, nav_registered, page_language
-from .machine_tile import machine_tile
+from .machine_tile import Counters, MachineTiles
 from .session import page_user
+
+log = logging.getLogger(__name__)
+
+FREEZE_AFTER_S = 2.0  # after a dashboard connected (and the ones opening with it)
+THAW_AFTER_S = 30.0  # after a page closed: at most one full collection every 30 s
+
+Section = Callable[[Translator, bool], None]  # builds more tiles below the machines: (translator, large)
+_sections: list[Section] = []
+
+
+def add_section(build: Section) -> None:
+    """Other tile families (e.g. printers) add themselves to the dashboard and the kiosk, below the machines."""
+    _sections.append(build)
+
+
+class PageHeap:
+    """Keeps the open pages out of the garbage collector's full passes, like the panel's start-up heap.
+
+    A hundred open dashboards hold ~300k long-lived objects; each full pass over them stopped the event loop for
+    ~190 ms, every few seconds (what a browser has not acknowledged yet ages into the oldest generation). So a
+    while after dashboards connect, gc.freeze() moves what exists to the permanent generation. Closed pages leave
+    reference cycles that a frozen heap never frees: some time after a page closed, one full pass (unfreeze,
+    collect, freeze) frees them. Both are scheduled once, not pushed back by further pages, so neither a stream of
+    new pages nor of closed ones can postpone them for ever.
+    """
+
+    def __init__(self) -> None:
+        self._freeze: asyncio.TimerHandle | None = None
+        self._thaw: asyncio.TimerHandle | None = None
+        self._frozen = False  # pages were frozen since the last full pass
+
+    def opened(self) -> None:
+        if self._freeze is None:
+            self._freeze = asyncio.get_running_loop().call_later(FREEZE_AFTER_S, self.freeze)
+
+    def closed(self) -> None:
+        if self._frozen and self._thaw is None:
+            self._thaw = asyncio.get_running_loop().call_later(THAW_AFTER_S, self.thaw)
+
+    def freeze(self) -> None:
+        self._freeze = None
+        gc.collect(1)  # the young garbage of building the pages is freed, not frozen with them
+        gc.freeze()
+        self._frozen = True
+
+    def thaw(self) -> None:
+        self._thaw = None
+        t0 = time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect()
+        gc.freeze()
+        log.debug('closed pages freed: %d objects in %.0f ms', freed, (time.perf_counter() - t0) * 1000)
+
 
 # the kiosk shows the time of day so "since 14:05" on a tile reads at a glance; kept by the browser, not the server
 CLOCK_JS = '''<script>
@@ -26,16 +89,7 @@ CLOCK_JS = '''<script>
 </script>'''
 
 
-def _summary(live: LiveState, _: Translator) -> None:
-    with ui.element('div').classes('fp-stats w-full'):
-        for key, label in (('free', _.pgettext('counter', 'Free')), ('in_use', _('In use')),
-                           ('maintenance', _('Maintenance due')), ('offline', _('Board offline'))):
-            with ui.element('div').classes('fp-stat').props(f'data-counter={key}'):
-                ui.label().bind_text_from(live.summary, key, backward=str).classes('fp-stat-value')
-                ui.label(label).classes('fp-stat-label')
-
-
-def _tiles(live: LiveState, _: Translator, large: bool) -> None:
+def _tiles(live: LiveState, hub: MachineTiles, _: Translator, large: bool) -> None:
     @ui.refreshable
     def tiles() -> None:
         if not live.machines:
@@ -43,7 +97,7 @@ def _tiles(live: LiveState, _: Translator, large: bool) -> None:
             return
         with ui.element('div').classes('fp-grid' + (' fp-grid-large' if large else '') + ' w-full'):
             for m in sorted(live.machines.values(), key=lambda m: m.name.lower()):
-                machine_tile(m, _, large=large)
+                hub.tile(m, _, large=large)
 
     tiles()
 
@@ -56,7 +110,19 @@ def _tiles(live: LiveState, _: Translator, large: bool) -> None:
     context.client.on_delete(lambda: live.events.machines_reloaded.unsubscribe(reloaded))
 
 
+def _content(live: LiveState, hub: MachineTiles, counters: Counters, _: Translator, large: bool) -> None:
+    counters.build(_)
+    _tiles(live, hub, _, large=large)
+    for build in _sections:
+        build(_, large)
+
+
 def register(live: LiveState, auth: AuthService) -> None:
+    hub = MachineTiles(live)
+    counters = Counters(live)
+    heap = PageHeap()
+    app.on_delete(heap.closed)  # any page: whatever was open when the heap froze is frozen with it
+
     @ui.page('/')
     async def dashboard(request: Request) -> RedirectResponse | None:
         user = await page_user(request, auth)
@@ -64,8 +130,8 @@ def register(live: LiveState, auth: AuthService) -> None:
             return user
         _ = page_language(request, user)
         with frame(_('Machines'), _, path='/', user=user):
-            _summary(live, _)
-            _tiles(live, _, large=False)
+            _content(live, hub, counters, _, large=False)
+        context.client.on_connect(heap.opened)
         return None
 
     nav_registered('/kiosk')
@@ -84,5 +150,5 @@ def register(live: LiveState, auth: AuthService) -> None:
                     ui.element('img').props('src=/assets/favicon.svg alt=""').classes('w-10 h-10')
                     ui.label(_('Machines')).classes('text-4xl font-semibold tracking-tight')
                 ui.label().classes('fp-clock text-4xl font-semibold tabular-nums')
-            _summary(live, _)
-            _tiles(live, _, large=True)
+            _content(live, hub, counters, _, large=True)
+        context.client.on_connect(heap.opened)

@@ -41,6 +41,7 @@ def _maintainer(u: CurrentUser) -> bool:
 NAV: list[NavItem] = [
     NavItem(N_('Dashboard'), '/', 'dashboard', _anyone),
     NavItem(N_('My lab'), '/me', 'person', _anyone),
+    NavItem(N_('Printers'), '/printers', 'print', _anyone),
     NavItem(N_('Members'), '/members', 'groups', _admin),
     NavItem(N_('New cards'), '/members/enrol', 'contactless', _admin),
     NavItem(N_('Machines'), '/machines', 'precision_manufacturing', _admin),
@@ -65,22 +66,28 @@ def page_language(request: Request, user: CurrentUser | None = None) -> Translat
     return _
 
 
+def _drawer(items: list[NavItem], _: Translator, path: str) -> ui.left_drawer:
+    """The side navigation: one link element per entry (its icon is drawn by CSS from data-icon).
+
+    Opened by Quasar itself on wide screens (show-if-above), so the server never asks the browser whether it is
+    open: that question, asked of every page as it connects, timed out when a hundred dashboards reconnected.
+    """
+    drawer = ui.left_drawer(value=False).props('show-if-above bordered :width="230"').classes('fp-drawer')
+    drawer.props(remove='model-value')  # until the browser says: show-if-above decides at first
+    with drawer, ui.element('nav').classes('fp-side-list'):
+        for n in items:
+            ui.link(_(n.label), n.path).classes('fp-side' + (' fp-side-active' if n.path == path else '')).props(
+                f'data-nav={n.path} data-icon={n.icon}')
+    return drawer
+
+
 @contextmanager
 def frame(title: str, _: Translator, path: str = '/', user: CurrentUser | None = None) -> Iterator[None]:
     ui.add_head_html(HEAD)
     ui.page_title(f'{title} · fabpanel')
     ui.query('body').classes('fp-page')
     items = [n for n in NAV if user is not None and n.allowed(user) and (n.path in _registered or n.path == '/')]
-    drawer = None
-    if items:
-        with ui.left_drawer(value=None).props('show-if-above bordered :width="230"').classes('fp-drawer') as drawer:
-            with ui.column().classes('w-full gap-1 p-2'):
-                for n in items:
-                    active = n.path == path
-                    with ui.link(target=n.path).classes('fp-side' + (' fp-side-active' if active else '')).props(
-                            f'data-nav={n.path}'):
-                        ui.icon(n.icon).classes('text-xl')
-                        ui.label(_(n.label))
+    drawer = _drawer(items, _, path) if items else None
     with ui.header().classes('fp-header items-center px-3 sm:px-6 py-2 gap-3 no-wrap'):
         if drawer is not None:
             ui.button(icon='menu', on_click=drawer.toggle).props('flat round dense color=white aria-label=Menu')

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from fabpanel.boards.simulator import SimulatedBoard
+from fabpanel.ui.dashboard import PageHeap
 
 from ..lab import GIULIA, LASER, PRINTER
 from .conftest import PanelProcess
@@ -123,3 +126,27 @@ async def test_italian_browser_gets_italian(panel: PanelProcess, browser: Callab
     # the same page for an English browser (Accept-Language as the request header says)
     assert 'Board offline' in panel.get('/', **{'Accept-Language': 'en-GB,en;q=0.9'})
     assert 'Scheda offline' in panel.get('/', **{'Accept-Language': 'it-IT,it;q=0.9'})
+
+
+class _Page:
+    """Stands for a page's objects: like NiceGUI elements, they refer to each other (a reference cycle)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_open_pages_leave_the_full_collections_and_closed_ones_are_freed() -> None:
+    heap = PageHeap()
+    page = _Page()
+    alive = weakref.ref(page)
+    heap.freeze()  # what `opened` runs a while after dashboards connected
+    assert gc.is_tracked(page) and gc.get_freeze_count() > 0
+    del page
+    gc.collect()
+    assert alive() is not None, 'a frozen cycle is not collected: that is why closed pages need the full pass'
+    heap.closed()  # a browser went away: one full pass is due in THAW_AFTER_S
+    assert heap._thaw is not None  # noqa: SLF001
+    heap._thaw.cancel()  # noqa: SLF001 - run it now instead of in 30 s
+    heap.thaw()
+    assert alive() is None
+    assert gc.get_freeze_count() > 0  # what is still open is frozen again
