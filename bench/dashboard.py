@@ -1,7 +1,8 @@
 """Web panel benchmark (BENCHMARKS.md, section "Browsers"): many browsers on the dashboard while boards work.
 
-Seeds a fresh SQLite lab (bench/dashboard_seed.py: 50 machines, one member and card per machine, viewers with
-open sessions), starts a private Mosquitto and the panel (`python main.py`, pinned to core 0) and drives it
+Seeds a fresh SQLite lab (bench/dashboard_seed.py: 50 machines, one member and card per machine, 10 simulated
+printers, viewers with open sessions), starts a private Mosquitto and the panel (`python main.py` through
+bench/dashboard_panel.py, which starts a job on every other simulated printer; pinned to core 0) and drives it
 from this process (pinned to core 1, like everything else it starts):
 
 - 50 simulated boards (fabpanel/boards/simulator.py) take turns to start and stop a use: 10 state changes per
@@ -21,7 +22,9 @@ from this process (pinned to core 1, like everything else it starts):
 - at the end every client leaves, and 40 s later (--leave) the panel's RSS (and with --probe the objects its
   garbage collector holds) show whether their pages were freed.
 
-Printer tiles (BENCHMARKS.md asks for 10) do not exist yet: the dashboard has the 50 machine tiles only.
+The dashboard shows the 50 machine tiles and the 10 printer tiles (BENCHMARKS.md): the printing ones change
+with their reports (progress, temperatures: a printer_sample at most every 2 s per printer), which every client
+receives on top of the boards' changes.
 
 Run from the repo root:
 
@@ -41,6 +44,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +59,7 @@ if __package__ in (None, ''):
 
 from bench.common import CpuMeter, Mosquitto, PanelProcess, latency_ms, rss_mb, taskset  # noqa: E402
 from bench.dashboard_clients import BoardDriver, Changes, ChromiumClient, LightClient  # noqa: E402
+from bench.dashboard_panel import ENV as PRINTING_ENV  # noqa: E402
 from bench.dashboard_report import (  # noqa: E402
     P99_TARGET_MS,
     RSS_TARGET_MB,
@@ -67,6 +72,7 @@ from bench.dashboard_report import (  # noqa: E402
 )
 from bench.dashboard_seed import DashboardLab, seed_dashboard  # noqa: E402
 from fabpanel.boards.simulator import SimulatedBoard  # noqa: E402
+from fabpanel.ui.session import COOKIE  # noqa: E402
 
 PANEL_CPU, LOAD_CPU = 0, 1
 GRACE_S = 2.0  # after a window: time for the last changes' updates to arrive
@@ -92,6 +98,7 @@ class Bench:
         self.sessions = iter(lab.sessions)
         self.left: dict[str, float] = {}  # after every client left (--leave)
         self.objects0 = -1  # objects in the panel's collector before any client (--probe)
+        self.printer_tiles = self.printing_tiles = -1  # printer tiles on the page a client loads, printing ones
 
     async def lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,6 +122,7 @@ class Bench:
             await asyncio.sleep(a.settle)
             self.print_header()
             await self.measure(0)  # the boards' work alone: the panel's CPU and RSS without browsers
+            await self.count_printer_tiles()
             for target in a.clients:
                 connect = await self.fill(target)
                 self.print_connect(connect)
@@ -130,6 +138,20 @@ class Bench:
             await driver.stop()
             await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
             lag.cancel()
+
+    async def count_printer_tiles(self) -> None:
+        """What a client's page holds: the printer tiles (BENCHMARKS.md: 10) and how many of them show a print."""
+        session = next(self.sessions)
+
+        def get() -> str:
+            req = urllib.request.Request(f'{self.base_url}/', headers={'Cookie': f'{COOKIE}={session}'})  # noqa: S310
+            with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - loopback
+                return r.read().decode()
+
+        html = await asyncio.to_thread(get)
+        self.printer_tiles = len(re.findall(r'"data-printer":\s*\d+', html))
+        self.printing_tiles = len(re.findall(r'"data-state":\s*"printing"', html))
+        print(f'the page holds {self.printer_tiles} printer tiles, {self.printing_tiles} of them printing', flush=True)
 
     async def leave(self) -> None:
         """Every client goes away; `--leave` seconds later the panel must have freed their pages (the dashboard's
@@ -206,6 +228,7 @@ class Bench:
         await self.stalls()  # forget what happened before the window
         light = [c for c in self.clients if isinstance(c, LightClient)]
         m0 = sum(c.stats.messages for c in light)
+        u0 = sum(c.stats.printer_updates for c in light)
         w0, c0, b0 = time.time(), self.meter.snap(), tree_ticks(self.browser_pids())
         first = len(self.changes.all)
         self.lag_max = 0.0
@@ -213,6 +236,7 @@ class Bench:
         await asyncio.sleep(a.window)
         c1, b1 = self.meter.snap(), tree_ticks(self.browser_pids())
         m1 = sum(c.stats.messages for c in light)
+        u1 = sum(c.stats.printer_updates for c in light)
         rss, lag = rss_mb(self.panel.pid), self.lag_max
         stalls = await self.stalls()
         last = len(self.changes.all)
@@ -230,6 +254,7 @@ class Bench:
         r = make_result(clients=[(c.kind, c.stats) for c in self.clients], changes=self.changes.all[first:last],
                         w0=w0, cpu=cpu, rss=rss, rss0=self.rss0, lag_ms=lag * 1000)
         r.msg_rate = (m1 - m0) / max(1, len(light)) / max(c1.t - c0.t, 1e-6)
+        r.printer_rate = (u1 - u0) / max(1, len(light)) / max(c1.t - c0.t, 1e-6)
         r.stalls = stalls
         if target:
             self.steps.append(r)
@@ -271,8 +296,9 @@ class Bench:
     def print_header() -> None:
         print(f'\n{"clients":>7}{"chr":>4}{"chg":>5}{"p50":>7}{"p95":>7}{"p99":>8}{"max":>8}{"miss":>6}'
               f'{"chr p50/p99":>14}{"reply p99":>10}{"panel%":>7}{"load%":>6}{"mosq%":>6}{"chr%":>5}{"oth%":>5}'
-              f'{"lag":>5}{"RSS MB":>8}{"+MB/cl":>7}{"msg/s":>6}  (ms; chg = board changes in the window; '
-              f'msg/s = messages a client receives per second)', flush=True)
+              f'{"lag":>5}{"RSS MB":>8}{"+MB/cl":>7}{"msg/s":>6}{"prn/s":>6}  (ms; chg = board changes in the '
+              f'window; msg/s = messages a client receives per second, prn/s = printer tile updates among them)',
+              flush=True)
 
     def print_step(self, r: StepResult) -> None:
         c, lat, lb = r.cpu, r.lat, r.lat_browser
@@ -281,7 +307,7 @@ class Bench:
         print(f'{r.clients:>7}{r.browsers:>4}{r.changes:>5}{lat["p50"]:>7.1f}{lat["p95"]:>7.1f}{lat["p99"]:>8.1f}'
               f'{lat["max"]:>8.1f}{r.missed:>6}{browser:>14}{r.reply["p99"]:>10.1f}{c["panel"]:>7.0f}{c["load"]:>6.0f}'
               f'{c["mosquitto"]:>6.0f}{c["browsers"]:>5.0f}{c.get("other1", 0) + c.get("other0", 0):>5.0f}'
-              f'{r.lag_ms:>5.0f}{r.rss:>8.1f}{per}{r.msg_rate:>6.1f}', flush=True)
+              f'{r.lag_ms:>5.0f}{r.rss:>8.1f}{per}{r.msg_rate:>6.1f}{r.printer_rate:>6.1f}', flush=True)
         if r.missed_by:
             print(f'    (clients that missed updates or went away, by kind: {r.missed_by})', flush=True)
 
@@ -307,8 +333,9 @@ class Bench:
 
 def summary(bench: Bench) -> None:
     print('\n==================== dashboard benchmark: summary ====================')
-    print(f'dashboard: {len(bench.lab.machines)} machine tiles (printer tiles do not exist yet: BENCHMARKS.md\'s 10 '
-          f'printer tiles are left out); boards change a machine\'s state {bench.args.rate:g} times per second; '
+    print(f'dashboard: {len(bench.lab.machines)} machine tiles and {len(bench.lab.printers)} printer tiles '
+          f'({len(bench.lab.printing)} printing; seen on the page: {bench.printer_tiles}, of them printing: '
+          f'{bench.printing_tiles}); boards change a machine\'s state {bench.args.rate:g} times per second; '
           f'panel pinned to core {PANEL_CPU}, boards + clients + Mosquitto + Chromium to core {LOAD_CPU}')
     if not bench.steps:
         print('no step was measured')
@@ -331,6 +358,7 @@ def summary(bench: Bench) -> None:
               f'panel CPU {r.cpu["panel"]:.0f} % '
               f'(no clients: {bench.idle_cpu:.0f} %; {(r.cpu["panel"] - bench.idle_cpu) / r.clients:.2f} % of a core '
               f'per client), board replies p99 {r.reply["p99"]:.0f} ms')
+        print(f'     a client receives {r.msg_rate:.1f} messages/s, {r.printer_rate:.1f} printer tile updates/s')
         k = r.connect
         if k and k['added'] and k['page_p50'] == k['page_p50']:  # (NaN when only browsers were added)
             print(f'     opening the page while {k["added"]:.0f} clients joined ({k["batch"]:.0f} at a time): '
@@ -377,6 +405,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'lightweight clients and would starve them; 0 to run them at normal priority)')
     p.add_argument('--rate', type=float, default=10.0, help='machine state changes per second, all boards together')
     p.add_argument('--machines', type=int, default=50)
+    p.add_argument('--printers', type=int, default=10, help='simulated printers (every other one prints)')
     p.add_argument('--window', type=float, default=None, help='measured seconds per step (default 20; --quick 6)')
     p.add_argument('--settle', type=float, default=None, help='seconds between filling up and measuring (3)')
     p.add_argument('--connect-batch', type=int, default=None,
@@ -433,17 +462,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix='fabpanel-dashbench-'))
     db = workdir / 'dashboard.db'
     # one session per client, and spares for page loads that fail and are retried
-    lab = asyncio.run(seed_dashboard(db, machines=args.machines, viewers=max(args.clients) + 60))
+    lab = asyncio.run(seed_dashboard(db, machines=args.machines, printers=args.printers,
+                                     viewers=max(args.clients) + 60))
     busy = wait_quiet(args.wait_quiet)
-    print(f'seeded {db}: {len(lab.machines)} machines, {len(lab.sessions)} viewer sessions; cores busy before start '
+    print(f'seeded {db}: {len(lab.machines)} machines, {len(lab.printers)} printers ({len(lab.printing)} printing), '
+          f'{len(lab.sessions)} viewer sessions; cores busy before start '
           f'(other programs): core0 {busy.get("core0", 0):.0f} %, core1 {busy.get("core1", 0):.0f} %', flush=True)
     mosq = Mosquitto(workdir, cpu=LOAD_CPU)
     mosq.start()
     if args.experiment:
         print(f'EXPERIMENT: the panel runs with these monkeypatches: {args.experiment} (see bench/dashboard_probe.py)')
     panel = PanelProcess(workdir, db, mosq.port, cpu=PANEL_CPU,
-                         script='bench/dashboard_probe.py' if args.probe or args.trace_memory else 'main.py',
-                         env={'FABPANEL_PROBE_EXPERIMENTS': args.experiment})
+                         script='bench/dashboard_probe.py' if args.probe or args.trace_memory else
+                         'bench/dashboard_panel.py',
+                         env={'FABPANEL_PROBE_EXPERIMENTS': args.experiment, PRINTING_ENV: ' '.join(lab.printing)})
     bench: Bench | None = None
     try:
         panel.start()

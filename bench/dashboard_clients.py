@@ -154,6 +154,7 @@ class ClientStats:
     page_s: float = 0.0  # GET '/' round trip
     connect_s: float = 0.0  # socket connect (implicit handshake) round trip
     messages: int = 0
+    printer_updates: int = 0  # updates of a printer tile (its reports and temperature samples)
     error: str = ''
 
 
@@ -226,6 +227,8 @@ class LightClient:
             if not isinstance(element, dict):
                 continue
             props = element.get('props')
+            if props and 'data-printer' in props:
+                self.stats.printer_updates += 1
             if not props or 'data-machine' not in props:
                 continue
             c = pending.get(int(props['data-machine']))

@@ -152,4 +152,7 @@ def memory(request: Request, mark: int = 0) -> PlainTextResponse:
 
 
 if __name__ in {'__main__', '__mp_main__'}:
+    from bench.dashboard_panel import start_printing
+
+    start_printing()  # like bench/dashboard_panel.py: some simulated printers print
     main()

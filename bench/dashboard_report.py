@@ -39,6 +39,7 @@ class StepResult:
     lag_ms: float  # the load side's worst event-loop lag during the window
     connect: dict[str, float] = field(default_factory=dict)  # the clients added for this step
     msg_rate: float = 0.0  # socket.io messages per second a lightweight client received
+    printer_rate: float = 0.0  # printer tile updates per second a lightweight client received
     stalls: dict[str, Any] = field(default_factory=dict)  # the panel's loop stalls and GC passes (--probe)
 
     @property

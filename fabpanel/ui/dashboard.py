@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 from fastapi.responses import RedirectResponse
@@ -30,12 +31,14 @@ FREEZE_AFTER_S = 2.0  # after a dashboard connected (and the ones opening with i
 THAW_AFTER_S = 30.0  # after a page closed: at most one full collection every 30 s
 
 Section = Callable[[Translator, bool], None]  # builds more tiles below the machines: (translator, large)
-_sections: list[Section] = []
+# per panel (keyed by its LiveState), not one module-level list: tests start many panels in one process, and each
+# panel's sections must neither pile up nor outlive it
+_sections: weakref.WeakKeyDictionary[LiveState, list[Section]] = weakref.WeakKeyDictionary()
 
 
-def add_section(build: Section) -> None:
-    """Other tile families (e.g. printers) add themselves to the dashboard and the kiosk, below the machines."""
-    _sections.append(build)
+def add_section(live: LiveState, build: Section) -> None:
+    """Other tile families (e.g. printers) add themselves to this panel's dashboard and kiosk, below the machines."""
+    _sections.setdefault(live, []).append(build)
 
 
 class PageHeap:
@@ -113,7 +116,7 @@ def _tiles(live: LiveState, hub: MachineTiles, _: Translator, large: bool) -> No
 def _content(live: LiveState, hub: MachineTiles, counters: Counters, _: Translator, large: bool) -> None:
     counters.build(_)
     _tiles(live, hub, _, large=large)
-    for build in _sections:
+    for build in _sections.get(live, ()):
         build(_, large)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nicegui import background_tasks, ui
+from nicegui import background_tasks, context, ui
 
 from fabpanel.core.printers import ACTIVE_STATES, PrinterState
 from fabpanel.i18n import Translator
@@ -131,23 +132,28 @@ def age_text(p: PrinterLive, _: Translator, now: datetime) -> str:
     return _('last report at {when}').format(when=p.updated_at.astimezone().strftime('%d/%m %H:%M'))
 
 
-def tile_view(p: PrinterLive, _: Translator, now: datetime, link: bool) -> TileView:
-    """What printer_tile.js shows. Names, file names and printer messages stay plain strings (shown as text)."""
+def tile_view(p: PrinterLive, _: Translator, now: datetime, link: bool, public: bool = False) -> TileView:
+    """What printer_tile.js shows. Names, file names and printer messages stay plain strings (shown as text).
+
+    `public` (the kiosk by the door): no link, and neither the file name nor the printer's message, which members
+    choose and may carry a surname; who started the job is a first name already.
+    """
     view: TileView = {
         'name': p.name,
         'label': state_labels(_).get(p.state, p.state),
         'icon': ICONS.get(p.state, 'help'),
         'temps': temps_text(p, _),
     }
-    if link:
+    if link and not public:
         view['href'] = f'/printers/{int(p.id)}'
     if p.state in ACTIVE_STATES or p.job_id is not None:
         view['fraction'] = max(0.0, min(1.0, (p.progress or 0.0) / 100))
         view['job'] = job_text(p, _, now)
-        view['file'] = p.file_name
+        if not public:
+            view['file'] = p.file_name
         view['who'] = who_text(p, _, now)
     age = age_text(p, _, now)
-    note = ' · '.join(t for t in (age, p.message) if t)
+    note = ' · '.join(t for t in (age, '' if public else p.message) if t)
     if note:
         view['note'], view['stale'] = note, bool(age)
     return view
@@ -157,20 +163,35 @@ class PrinterTile(ui.card, component='printer_tile.js'):
     """A ui.card (pages and tests find tiles as cards) whose inside printer_tile.js draws from `tile`."""
 
     def __init__(
-        self, hub: PrinterTiles, p: PrinterLive, _: Translator, view: TileView, *, large: bool, link: bool
+        self,
+        hub: PrinterTiles,
+        p: PrinterLive,
+        _: Translator,
+        view: TileView,
+        *,
+        large: bool,
+        link: bool,
+        public: bool = False,
     ) -> None:
         super().__init__()
         self.tag = self.component.tag  # type: ignore[union-attr] # ui.card says q-card; the look is in the .js
-        self.printer_id, self.translator, self.link, self._hub = p.id, _, link, hub
+        self.printer_id, self.translator, self.link, self.public, self._hub = p.id, _, link, public, hub
         self._classes.extend(('fp-tile', 'fp-ptile', 'w-full', *(('fp-ptile-large',) if large else ())))
-        self._props.update({'data-printer': p.id, 'data-state': p.state, 'tile': view})
+        self._props.update({'data-printer': p.id, 'data-state': p.state})
+        self._set_view(view)
         self.mark(f'printer-tile-{p.id}')
+
+    def _set_view(self, view: TileView) -> None:
+        # dict.__setitem__, not the observable props' own: they would copy the dict into an ObservableDict per tile,
+        # per browser and change; this way every open tile of one printer and language shares the one rendered dict
+        # (nobody mutates it: a change renders a new one)
+        dict.__setitem__(self._props, 'tile', view)
 
     def show(self, state: str, view: TileView) -> None:
         if self._props['tile'] == view and self._props['data-state'] == state:
             return  # nothing a person would see changed: send nothing
-        self._props['data-state'] = state
-        self._props['tile'] = view
+        self._set_view(view)
+        self._props['data-state'] = state  # an observed change: enqueues this element's one update
         self.update()
 
     def _displayed_contents(self, *, only_visible: bool) -> list[Any]:
@@ -195,8 +216,11 @@ class PrinterTiles:
         # every SAMPLE_EVERY_S, is when the tiles show them anew
         live.events.printer_sample.subscribe(lambda arg: self._changed(arg[0]))
 
-    def tile(self, p: PrinterLive, _: Translator, *, large: bool = False, link: bool = True) -> PrinterTile:
-        t = PrinterTile(self, p, _, tile_view(p, _, datetime.now(UTC), link), large=large, link=link)
+    def tile(
+        self, p: PrinterLive, _: Translator, *, large: bool = False, link: bool = True, public: bool = False
+    ) -> PrinterTile:
+        view = tile_view(p, _, datetime.now(UTC), link, public)
+        t = PrinterTile(self, p, _, view, large=large, link=link, public=public)
         self._tiles.setdefault(p.id, set()).add(t)
         if not self._ticking:
             self._ticking = True
@@ -216,12 +240,12 @@ class PrinterTiles:
         if p is None or not tiles:
             return
         now = datetime.now(UTC)
-        views: dict[tuple[str, bool], TileView] = {}
+        views: dict[tuple[str, bool, bool], TileView] = {}
         for t in list(tiles):
-            key = (t.translator.lang, t.link)
+            key = (t.translator.lang, t.link, t.public)
             view = views.get(key)
             if view is None:
-                view = views[key] = tile_view(p, t.translator, now, t.link)
+                view = views[key] = tile_view(p, t.translator, now, t.link, t.public)
             client = t._client()  # noqa: SLF001 - a weak reference: the browser may be gone
             if client is None or client.is_deleted or t.is_deleted:
                 self.forget(t)
@@ -249,3 +273,31 @@ def hub_of(panel: Panel) -> PrinterTiles:
     if hub is None:
         hub = _HUBS[panel] = PrinterTiles(panel.live)
     return hub
+
+
+def dashboard_section(live: LiveState, hub: PrinterTiles) -> Callable[[Translator, bool], None]:
+    """The printers below the machines on the dashboard (large=False) and the kiosk (large=True, public: no links,
+    no file names, no printer messages, no controls): one element per printer, updated by the panel's hub."""
+
+    def build(_: Translator, large: bool) -> None:
+        ui.add_css(TILE_CSS)
+
+        @ui.refreshable
+        def tiles() -> None:
+            if not live.printers:
+                return  # a lab without printers: no empty section
+            ui.label(_('Printers')).classes('font-semibold ' + ('text-4xl' if large else 'text-xl'))
+            with ui.element('div').classes('fp-grid' + (' fp-grid-large' if large else '') + ' w-full'):
+                for p in sorted(live.printers.values(), key=lambda p: p.name.lower()):
+                    hub.tile(p, _, large=large, link=not large, public=large)
+
+        tiles()
+
+        def reloaded(_none: None) -> None:
+            tiles.refresh()
+
+        # printers added, edited or removed: rebuild this browser's printer grid while the page exists
+        live.events.printers_reloaded.subscribe(reloaded)
+        context.client.on_delete(lambda: live.events.printers_reloaded.unsubscribe(reloaded))
+
+    return build

@@ -14,9 +14,10 @@ from fabpanel.live.printers import PrinterLive
 from fabpanel.services.machines import Refused
 
 from .components import aria, confirm, empty
+from .dashboard import add_section
 from .layout import frame, nav_registered, page_language
 from .printer_form import Actor, PrinterDialog, printer_refusal, user_actor
-from .printer_tile import TILE_CSS, hub_of
+from .printer_tile import TILE_CSS, dashboard_section, hub_of
 from .session import page_user
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ async def _delete(
 def register(panel: Panel) -> None:
     nav_registered('/printers')
     hub = hub_of(panel)
+    add_section(panel.live, dashboard_section(panel.live, hub))  # the printers on this panel's dashboard and kiosk
 
     @ui.page('/printers')
     async def printers_page(request: Request) -> RedirectResponse | None:

@@ -14,9 +14,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from fabpanel.boards.simulator import SimulatedBoard
+from fabpanel.ui import dashboard
 from fabpanel.ui.dashboard import PageHeap
 
-from ..lab import GIULIA, LASER, PRINTER
+from ..conftest import make_settings, wait_for
+from ..lab import GIULIA, LASER, PRINTER, create_lab
 from .conftest import PanelProcess
 from .pages import (
     counter,
@@ -29,6 +31,8 @@ from .pages import (
     tiles,
     wait,
 )
+from .simulation import signed_in, simulated_panel
+from .test_printers import MEMBER, add_printer, start_printing
 
 pytestmark = pytest.mark.browser
 
@@ -150,3 +154,38 @@ async def test_open_pages_leave_the_full_collections_and_closed_ones_are_freed()
     heap.thaw()
     assert alive() is None
     assert gc.get_freeze_count() > 0  # what is still open is frozen again
+
+
+async def test_printer_tiles_on_the_dashboard_follow_the_printer(tmp_path: Path) -> None:
+    """In NiceGUI's simulated browser: a printer's tile on '/' is one element that follows the printer live."""
+    url = f'sqlite:///{tmp_path}/fabpanel.db'
+    await create_lab(url)
+    async with simulated_panel(make_settings(tmp_path, url)) as (new_user, panel):
+        # one printers section per panel, however many panels this process started before (tests start many)
+        assert len(dashboard._sections[panel.live]) == 1  # noqa: SLF001
+        printer_id = await add_printer(panel, 'Prusa XL')
+        member = await signed_in(new_user, panel, MEMBER)
+        await member.open('/')
+        await member.should_see('Prusa XL')
+        await member.should_see('Ready')
+        found = member.find(marker=f'printer-tile-{printer_id}').elements
+        assert len(found) == 1
+        tile = found.pop()
+        assert list(tile.descendants()) == [], 'a printer tile is one element, drawn in the browser'
+        assert tile.props['tile']['href'] == f'/printers/{printer_id}'
+
+        await start_printing(panel, printer_id, tmp_path, member_id=MEMBER)
+        await wait_for(lambda: tile.props['data-state'] == 'printing', timeout=5)
+        assert tile.props['tile']['who'].startswith('Giulia') and 'Rossi' not in str(tile.props)
+        assert tile.props['tile']['file'] == 'benchy.gcode'
+        await member.should_see('Printing')
+        # temperatures follow without a reload too (printer_sample): the nozzle heats towards 215 °C
+        first = tile.props['tile']['temps']
+        await wait_for(lambda: tile.props['tile']['temps'] != first, timeout=10)
+        assert '/ 215 °C' in tile.props['tile']['temps']
+        # every open tile of this printer and language shares one rendered view (nothing copied per browser)
+        other = await signed_in(new_user, panel, MEMBER)
+        await other.open('/')
+        twin = other.find(marker=f'printer-tile-{printer_id}').elements.pop()
+        panel.live.events.printer_changed.emit(printer_id)
+        await wait_for(lambda: tile.props['tile'] is twin.props['tile'], timeout=5)

@@ -6,13 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nicegui import ui
 from selenium.webdriver.common.by import By
 
 from fabpanel.boards.simulator import SimulatedBoard
 
-from ..lab import GIULIA, PRINTER
+from ..conftest import make_settings, wait_for
+from ..lab import GIULIA, PRINTER, create_lab
 from .conftest import PanelProcess
 from .pages import open_page, screenshot, status, stay_connected, tile, tiles, wait
+from .simulation import simulated_panel
+from .test_printers import MEMBER, add_printer, gcode
 
 pytestmark = pytest.mark.browser
 
@@ -53,3 +57,30 @@ async def test_kiosk_big_tiles_first_names_and_reconnects(panel: PanelProcess, b
         assert (await printer.startuse(GIULIA))['request_ok'] is True
         wait(driver, lambda: status(driver, PRINTER) == 'in_use' and 'Giulia' in tile(driver, PRINTER).text, 2,
              'printer in use again after the restart')
+
+
+async def test_kiosk_printer_tiles_first_names_only_and_no_controls(tmp_path: Path) -> None:
+    """In NiceGUI's simulated browser: a printer added while the kiosk is open appears on it and follows its job;
+    the kiosk shows who started it by first name only, no file name (members name their files), no link, no
+    control."""
+    url = f'sqlite:///{tmp_path}/fabpanel.db'
+    await create_lab(url)
+    async with simulated_panel(make_settings(tmp_path, url)) as (new_user, panel):
+        kiosk = new_user()  # nobody signed in: a screen by the door
+        await kiosk.open('/kiosk')
+        printer_id = await add_printer(panel, 'Prusa XL')
+        await kiosk.should_see(marker=f'printer-tile-{printer_id}')
+        tile = kiosk.find(marker=f'printer-tile-{printer_id}').elements.pop()
+        assert 'fp-ptile-large' in tile.classes
+        await kiosk.should_see('Ready')
+
+        await panel.fleet.start_job(printer_id, gcode(tmp_path), 'giulia-rossi-bracket.gcode', MEMBER)
+        await wait_for(lambda: tile.props['data-state'] == 'printing', timeout=10)
+        await kiosk.should_see('Printing')
+        await kiosk.should_see('Giulia')
+        for private in (*PRIVATE, 'bracket.gcode'):
+            await kiosk.should_not_see(private)
+            assert private not in str(tile.props)
+        assert 'href' not in tile.props['tile'] and 'file' not in tile.props['tile']
+        await kiosk.should_not_see(kind=ui.button)
+        await kiosk.should_not_see(kind=ui.link)
