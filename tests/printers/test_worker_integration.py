@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ import pytest
 from fabpanel.core.printers import JobOutcome, PrinterConfig, PrinterKind
 from fabpanel.db.engine import create_engine, session_factory
 from fabpanel.db.models import Printer, PrintJob
+from fabpanel.i18n import gettext_for
 from fabpanel.live.state import LiveState
 from fabpanel.printers.driver import DriverListener
 from fabpanel.printers.fleet import Fleet
 from fabpanel.printers.marlin import MarlinDriver
 from fabpanel.printers.registry import DriverRegistry
 from fabpanel.printers.worker import ESTOP_REASON, Timing, remote_name_for
+from fabpanel.ui.printer_tile import tile_view
 
 from ..conftest import wait_for
 from ..lab import create_lab
@@ -219,3 +222,30 @@ async def test_a_quiet_marlin_is_alive_while_its_lines_come_and_not_once_they_st
             os.kill(printer.pid, signal.SIGCONT)
     finally:
         await driver.close()
+
+
+async def test_a_print_unplugged_midway_is_interrupted_and_the_worker_and_tile_carry_on(
+        sqlite_url: str, sim: SimFactory, tmp_path: Path) -> None:
+    printer = sim(extra=('--replug-after', '1.5'))
+    timing = Timing(backoff_initial=0.2, backoff_cap=0.5, stable_after=1e9, port_poll=0.1, connect_timeout=5)
+    job_file = tmp_path / 'bracket.gcode'
+    job_file.write_text('G28\n' + 'G1 X10 Y10 E0.1\n' * 400 + 'M118 SIM:unplug\n' + 'G1 X20 Y20 E0.1\n' * 400)
+    async with fleetside(sqlite_url, timing, DriverRegistry({'marlin': QuickMarlin})) as side:
+        ended: list[tuple[int, int, str]] = []
+        side.live.events.job_ended.subscribe(ended.append)
+        printer_id = await side.add(name='MK3', kind='marlin', address=str(printer.link))
+        await side.fleet.start()
+        live = side.live.printers[printer_id]
+        await wait_for(lambda: live.state == 'idle', timeout=10)
+        job_id = await side.fleet.start_job(printer_id, job_file, 'bracket.gcode', None)
+        await wait_for(lambda: ended, timeout=15)
+        assert ended == [(printer_id, job_id, JobOutcome.INTERRUPTED.value)]
+        job = await side.job(job_id)
+        assert job.state == 'interrupted' and job.ended_at is not None
+        await wait_for(lambda: live.state == 'offline', timeout=3)
+        view = tile_view(live, gettext_for('en'), datetime.now(UTC), link=False)
+        assert view['label'] == 'Offline' and 'job' not in view  # what every open tile shows while the cable is out
+        # the worker survived: the printer is back and ready for the next job, the lost one stays interrupted
+        await wait_for(lambda: live.state == 'idle', timeout=10)
+        assert (await side.job(job_id)).state == 'interrupted'
+        assert live.job_id is None
