@@ -46,6 +46,10 @@ async def simulated_panel(settings: Settings, gateway: bool = False) -> AsyncIte
                     for client in clients:
                         await client.aclose()
         finally:
+            if not core.app.is_stopped:
+                # a failing test can leave the lifespan without its shutdown: stop here, or every later simulated
+                # panel in this process fails with "NiceGUI has already been started" and hides the real failure
+                await core.app.stop()
             os.environ.pop('NICEGUI_USER_SIMULATION', None)
             ui.navigate = Navigate()
             ui.notify = notify

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -14,7 +15,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from fabpanel.boards.simulator import SimulatedBoard
-from fabpanel.ui import dashboard
 from fabpanel.ui.dashboard import PageHeap
 
 from ..conftest import make_settings, wait_for
@@ -162,7 +162,8 @@ async def test_printer_tiles_on_the_dashboard_follow_the_printer(tmp_path: Path)
     await create_lab(url)
     async with simulated_panel(make_settings(tmp_path, url)) as (new_user, panel):
         # one printers section per panel, however many panels this process started before (tests start many)
-        assert len(dashboard._sections[panel.live]) == 1  # noqa: SLF001
+        page = sys.modules['fabpanel.ui.dashboard']  # NiceGUI's test harness imports page modules anew for each app
+        assert len(page._sections[panel.live]) == 1  # noqa: SLF001
         printer_id = await add_printer(panel, 'Prusa XL')
         member = await signed_in(new_user, panel, MEMBER)
         await member.open('/')
